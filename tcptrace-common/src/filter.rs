@@ -1,0 +1,78 @@
+//! The filter userspace sets at load time and the kernel applies per frame.
+
+use crate::parse::Headers;
+
+/// Filter settings (one entry of an eBPF array map).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FilterConfig {
+    /// A packet matches when it carries any of these flags
+    /// ([`crate::record::flags`]); 0 matches every packet.
+    pub flag_mask: u16,
+    /// 0 for both families, else 4 or 6.
+    pub family: u8,
+    /// 1 when [`PortBitmap`] lists the ports to trace; 0 traces every port.
+    pub use_ports: u8,
+    pub _pad: [u8; 4],
+}
+
+const _: () = assert!(core::mem::size_of::<FilterConfig>() == 8);
+
+/// Words in the port bitmap: one bit for each of the 65536 ports.
+pub const PORT_WORDS: usize = 1024;
+
+/// The set of traced ports, as a bitmap (8 KiB; one array-map entry).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortBitmap {
+    pub words: [u64; PORT_WORDS],
+}
+
+const _: () = assert!(core::mem::size_of::<PortBitmap>() == 8192);
+
+impl PortBitmap {
+    pub const fn empty() -> Self {
+        Self { words: [0; PORT_WORDS] }
+    }
+
+    pub fn insert(&mut self, port: u16) {
+        self.words[(port >> 6) as usize] |= 1 << (port & 63);
+    }
+
+    #[inline(always)]
+    pub fn contains(&self, port: u16) -> bool {
+        let i = ((port >> 6) as usize) & (PORT_WORDS - 1);
+        self.words[i] & (1 << (port & 63)) != 0
+    }
+}
+
+impl Default for PortBitmap {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+/// Whether a parsed frame passes the filter. `ports` is consulted only when
+/// `cfg.use_ports` is set; a frame cut before its ports (or flags) then cannot
+/// match.
+#[inline(always)]
+pub fn matches(h: &Headers, cfg: &FilterConfig, ports: Option<&PortBitmap>) -> bool {
+    if cfg.family != 0 && cfg.family != h.family {
+        return false;
+    }
+    if cfg.use_ports != 0 {
+        if h.tcp_fixed < 4 {
+            return false;
+        }
+        match ports {
+            Some(p) if p.contains(h.sport) || p.contains(h.dport) => {}
+            _ => return false,
+        }
+    }
+    cfg.flag_mask == 0 || h.tcp_flags & cfg.flag_mask != 0
+}
+
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for FilterConfig {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for PortBitmap {}

@@ -1,0 +1,368 @@
+//! The one frame parser: the rules that turn frame bytes into a
+//! [`PacketRecord`]. The kernel programs run it on live frames through their
+//! own [`Frame`] implementation; userspace runs it on capture-file frames
+//! through [`SliceFrame`]. The same bytes therefore give the same record.
+//!
+//! It is written for the eBPF verifier as much as for the host: every loop has
+//! a constant bound, every read is a fixed-size copy through [`Frame::load`],
+//! and nothing recurses or allocates.
+//!
+//! Parsing is split in two: [`parse_headers`] does the little work needed to
+//! decide whether a frame matches the filter, and [`fill_record`] then copies
+//! everything into the record (in the kernel, directly into ring-buffer memory).
+
+use crate::record::{MAX_EXT, MAX_OPTIONS, Malformed, PacketRecord, RecordKind};
+
+/// Read access to a frame's bytes.
+pub trait Frame {
+    /// Bytes of the frame on the wire.
+    fn wire_len(&self) -> u32;
+    /// Bytes that can be read (`<= wire_len`; equal for live frames).
+    fn cap_len(&self) -> u32;
+    /// Copies `N` bytes starting at `off`, or `None` when they are not all there.
+    fn load<const N: usize>(&self, off: u32) -> Option<[u8; N]>;
+    /// Copies `len` (1..=40) bytes starting at `off` into the front of `out`.
+    fn load_options(&self, off: u32, len: u32, out: &mut [u8; MAX_OPTIONS]) -> bool;
+}
+
+/// A frame held in memory (capture files, tests).
+#[derive(Clone, Copy, Debug)]
+pub struct SliceFrame<'a> {
+    pub data: &'a [u8],
+    pub wire_len: u32,
+}
+
+impl<'a> SliceFrame<'a> {
+    /// A complete frame: everything on the wire was captured.
+    pub fn full(data: &'a [u8]) -> Self {
+        Self { data, wire_len: data.len() as u32 }
+    }
+}
+
+impl Frame for SliceFrame<'_> {
+    fn wire_len(&self) -> u32 {
+        self.wire_len.max(self.data.len() as u32)
+    }
+    fn cap_len(&self) -> u32 {
+        self.data.len() as u32
+    }
+    fn load<const N: usize>(&self, off: u32) -> Option<[u8; N]> {
+        let off = off as usize;
+        let bytes = self.data.get(off..off.checked_add(N)?)?;
+        let mut out = [0u8; N];
+        out.copy_from_slice(bytes);
+        Some(out)
+    }
+    fn load_options(&self, off: u32, len: u32, out: &mut [u8; MAX_OPTIONS]) -> bool {
+        let (off, len) = (off as usize, len as usize);
+        if len == 0 || len > MAX_OPTIONS {
+            return false;
+        }
+        match self.data.get(off..off + len) {
+            Some(b) => {
+                out[..len].copy_from_slice(b);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// The link-layer header a frame starts with (pcap's LINKTYPE_* names).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkType {
+    /// LINKTYPE_ETHERNET (1).
+    Ethernet = 1,
+    /// LINKTYPE_LINUX_SLL (113): Linux cooked capture v1.
+    LinuxSll = 2,
+    /// LINKTYPE_LINUX_SLL2 (276): Linux cooked capture v2.
+    LinuxSll2 = 3,
+    /// LINKTYPE_RAW (101) and friends: the frame starts with the IP header.
+    RawIp = 4,
+}
+
+impl LinkType {
+    /// Maps a pcap/pcapng link-type number.
+    pub fn from_pcap(linktype: u32) -> Option<Self> {
+        match linktype {
+            1 => Some(Self::Ethernet),
+            113 => Some(Self::LinuxSll),
+            276 => Some(Self::LinuxSll2),
+            12 | 14 | 101 => Some(Self::RawIp),
+            228 | 229 => Some(Self::RawIp),
+            _ => None,
+        }
+    }
+}
+
+/// Why a frame leaves no record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Skip {
+    /// Not IPv4/IPv6 TCP.
+    NotTcp,
+    /// An IPv4 or IPv6 fragment other than the first: no TCP header in it.
+    LaterFragment,
+    /// Broken before a TCP header could be found.
+    Malformed(Malformed),
+}
+
+/// What [`parse_headers`] learnt: enough to filter, and where to copy from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Headers {
+    /// Offset of the IP header in the frame.
+    pub l3_off: u32,
+    /// Offset of the TCP header from the IP header.
+    pub l4_off: u32,
+    /// 4 or 6.
+    pub family: u8,
+    /// Bytes of the TCP header that could be read: 0 (not even both ports),
+    /// 4 (ports only) or 20 (the fixed header).
+    pub tcp_fixed: u8,
+    pub sport: u16,
+    pub dport: u16,
+    /// TCP flags byte plus AE (0x100); 0 when the fixed header was cut.
+    pub tcp_flags: u16,
+    /// IPv4 total length, or 40 + IPv6 payload length.
+    pub ip_total_len: u32,
+    /// IPv6 extension headers walked, their types, and the fragment field.
+    pub ext_count: u8,
+    pub ext: [u8; MAX_EXT],
+    pub ip6_frag: u16,
+}
+
+/// Ethertypes of the VLAN tags we walk (802.1Q, 802.1ad, old QinQ).
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+const ETH_P_QINQ: u16 = 0x9100;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+/// Most VLAN tags walked.
+pub const MAX_VLAN: usize = 4;
+/// Most IPv6 extension headers walked before giving up on the frame.
+pub const MAX_IPV6_EXT: usize = 6;
+
+const IPPROTO_TCP: u8 = 6;
+const IPV6_HOPOPTS: u8 = 0;
+const IPV6_ROUTING: u8 = 43;
+const IPV6_FRAGMENT: u8 = 44;
+const IPV6_DSTOPTS: u8 = 60;
+
+#[inline(always)]
+fn be16(b: [u8; 2]) -> u16 {
+    u16::from_be_bytes(b)
+}
+
+/// Finds the IP header behind the link layer: (ethertype, offset).
+#[inline(always)]
+fn link<F: Frame>(f: &F, link: LinkType) -> Result<(u16, u32), Skip> {
+    let trunc = Skip::Malformed(Malformed::LinkTruncated);
+    match link {
+        LinkType::Ethernet => {
+            let et: [u8; 2] = f.load(12).ok_or(trunc)?;
+            let mut et = be16(et);
+            let mut off = 14u32;
+            for _ in 0..MAX_VLAN {
+                if et != ETH_P_8021Q && et != ETH_P_8021AD && et != ETH_P_QINQ {
+                    break;
+                }
+                let tag: [u8; 4] = f.load(off).ok_or(trunc)?;
+                et = be16([tag[2], tag[3]]);
+                off += 4;
+            }
+            Ok((et, off))
+        }
+        LinkType::LinuxSll => {
+            let et: [u8; 2] = f.load(14).ok_or(trunc)?;
+            Ok((be16(et), 16))
+        }
+        LinkType::LinuxSll2 => {
+            let et: [u8; 2] = f.load(0).ok_or(trunc)?;
+            if f.cap_len() < 20 {
+                return Err(trunc);
+            }
+            Ok((be16(et), 20))
+        }
+        LinkType::RawIp => {
+            let v: [u8; 1] = f.load(0).ok_or(trunc)?;
+            match v[0] >> 4 {
+                4 => Ok((ETH_P_IP, 0)),
+                6 => Ok((ETH_P_IPV6, 0)),
+                _ => Err(Skip::NotTcp),
+            }
+        }
+    }
+}
+
+/// Walks link, IP and the start of TCP. Cheap: at most a few small copies.
+#[inline(always)]
+pub fn parse_headers<F: Frame>(f: &F, link_type: LinkType) -> Result<Headers, Skip> {
+    let (ethertype, l3) = link(f, link_type)?;
+    let mut h = Headers { l3_off: l3, ..Headers::default() };
+    match ethertype {
+        ETH_P_IP => {
+            let ip: [u8; 20] = f.load(l3).ok_or(Skip::Malformed(Malformed::IpTruncated))?;
+            let ihl = ((ip[0] & 0x0f) as u32) * 4;
+            if ip[0] >> 4 != 4 || ihl < 20 {
+                return Err(Skip::Malformed(Malformed::IpBadHeader));
+            }
+            if ip[9] != IPPROTO_TCP {
+                return Err(Skip::NotTcp);
+            }
+            if be16([ip[6], ip[7]]) & 0x1fff != 0 {
+                return Err(Skip::LaterFragment);
+            }
+            h.family = 4;
+            h.l4_off = ihl;
+            h.ip_total_len = be16([ip[2], ip[3]]) as u32;
+        }
+        ETH_P_IPV6 => {
+            let ip: [u8; 8] = f.load(l3).ok_or(Skip::Malformed(Malformed::IpTruncated))?;
+            if ip[0] >> 4 != 6 {
+                return Err(Skip::Malformed(Malformed::IpBadHeader));
+            }
+            if f.cap_len() < l3 + 40 {
+                return Err(Skip::Malformed(Malformed::IpTruncated));
+            }
+            h.family = 6;
+            h.ip_total_len = 40 + be16([ip[4], ip[5]]) as u32;
+            let mut nh = ip[6];
+            let mut off = 40u32;
+            for i in 0..MAX_IPV6_EXT {
+                if nh == IPPROTO_TCP {
+                    break;
+                }
+                let chain = Skip::Malformed(Malformed::Ip6ExtChain);
+                let ext: [u8; 4] = match nh {
+                    IPV6_HOPOPTS | IPV6_ROUTING | IPV6_DSTOPTS | IPV6_FRAGMENT => {
+                        f.load(l3 + off).ok_or(chain)?
+                    }
+                    _ => return Err(Skip::NotTcp),
+                };
+                if i < MAX_EXT {
+                    h.ext[i] = nh;
+                }
+                h.ext_count += 1;
+                if nh == IPV6_FRAGMENT {
+                    let fo = be16([ext[2], ext[3]]);
+                    if fo >> 3 != 0 {
+                        return Err(Skip::LaterFragment);
+                    }
+                    h.ip6_frag = fo;
+                    off += 8;
+                } else {
+                    off += (ext[1] as u32 + 1) * 8;
+                }
+                nh = ext[0];
+            }
+            if nh != IPPROTO_TCP {
+                return Err(Skip::Malformed(Malformed::Ip6ExtChain));
+            }
+            h.l4_off = off;
+        }
+        _ => return Err(Skip::NotTcp),
+    }
+    let l4 = l3 + h.l4_off;
+    if let Some(t) = f.load::<20>(l4) {
+        h.tcp_fixed = 20;
+        h.sport = be16([t[0], t[1]]);
+        h.dport = be16([t[2], t[3]]);
+        h.tcp_flags = t[13] as u16 | (((t[12] & 0x01) as u16) << 8);
+    } else if let Some(p) = f.load::<4>(l4) {
+        h.tcp_fixed = 4;
+        h.sport = be16([p[0], p[1]]);
+        h.dport = be16([p[2], p[3]]);
+    }
+    Ok(h)
+}
+
+/// Copies everything the record carries. `h` must come from
+/// [`parse_headers`] on the same frame. Sets `malformed` to the first problem
+/// tcpdump would report, or [`Malformed::None`].
+#[inline(always)]
+pub fn fill_record<F: Frame>(f: &F, h: &Headers, r: &mut PacketRecord) {
+    let l3 = h.l3_off;
+    let l4 = l3 + h.l4_off;
+    r.kind = RecordKind::Packet as u8;
+    r.wire_len = f.wire_len();
+    r.family = h.family;
+    r.l4_off = h.l4_off as u16;
+    r.ip_total_len = h.ip_total_len;
+    r.l3_wire_len = f.wire_len().saturating_sub(l3);
+    r.l3_cap_len = f.cap_len().saturating_sub(l3);
+    r.sport = h.sport;
+    r.dport = h.dport;
+    r.tcp_flags = h.tcp_flags;
+    r.ext_count = h.ext_count;
+    r.ext = h.ext;
+    r.opt_len = 0;
+    let mut malformed = Malformed::None;
+    if h.family == 4 {
+        if let Some(ip) = f.load::<20>(l3) {
+            r.tos = ip[1];
+            r.ip_id = be16([ip[4], ip[5]]);
+            r.ip_frag = be16([ip[6], ip[7]]);
+            r.ttl = ip[8];
+            r.src = [0; 16];
+            r.dst = [0; 16];
+            r.src[..4].copy_from_slice(&ip[12..16]);
+            r.dst[..4].copy_from_slice(&ip[16..20]);
+            r.ip6_flow = 0;
+        }
+    } else if let Some(ip) = f.load::<40>(l3) {
+        let vtf = u32::from_be_bytes([ip[0], ip[1], ip[2], ip[3]]);
+        r.tos = ((vtf >> 20) & 0xff) as u8;
+        r.ip6_flow = vtf & 0x000f_ffff;
+        r.ttl = ip[7];
+        r.ip_id = 0;
+        r.ip_frag = h.ip6_frag;
+        r.src.copy_from_slice(&ip[8..24]);
+        r.dst.copy_from_slice(&ip[24..40]);
+    }
+    if h.ip_total_len > r.l3_wire_len {
+        malformed = Malformed::IpLenBeyondFrame;
+    }
+    if h.tcp_fixed < 20 {
+        r.malformed = Malformed::TcpTruncated as u8;
+        return;
+    }
+    if let Some(t) = f.load::<20>(l4) {
+        r.seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
+        r.ack = u32::from_be_bytes([t[8], t[9], t[10], t[11]]);
+        r.data_off = (t[12] >> 4) * 4;
+        r.window = be16([t[14], t[15]]);
+        r.urg_ptr = be16([t[18], t[19]]);
+    }
+    let doff = r.data_off as u32;
+    if doff < 20 {
+        r.malformed = Malformed::TcpHdrTooShort as u8;
+        return;
+    }
+    let seg_len = h.ip_total_len.saturating_sub(h.l4_off);
+    if doff > seg_len && malformed == Malformed::None {
+        malformed = Malformed::TcpHdrTooLong;
+    }
+    let want = doff - 20;
+    if want > 0 {
+        let avail = f.cap_len().saturating_sub(l4 + 20);
+        let mut n = if want < avail { want } else { avail };
+        if n > MAX_OPTIONS as u32 {
+            n = MAX_OPTIONS as u32;
+        }
+        if n < want && malformed == Malformed::None {
+            malformed = Malformed::TcpOptionsTruncated;
+        }
+        if n > 0 && f.load_options(l4 + 20, n, &mut r.options) {
+            r.opt_len = n as u8;
+        }
+    }
+    r.malformed = malformed as u8;
+}
+
+/// Both steps at once (userspace and tests).
+pub fn parse_frame<F: Frame>(f: &F, link_type: LinkType) -> Result<PacketRecord, Skip> {
+    let h = parse_headers(f, link_type)?;
+    let mut r = PacketRecord::zeroed();
+    fill_record(f, &h, &mut r);
+    Ok(r)
+}

@@ -1,0 +1,187 @@
+//! Command line, in tcpdump's spelling wherever tcpdump has the option.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Parser, ValueEnum};
+
+/// Trace TCP with eBPF and print what tcpdump prints, plus connection states.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "tcptrace", version, about)]
+pub struct Args {
+    /// Interface to trace (repeatable).
+    #[arg(short = 'i', long = "iface", value_name = "IFACE")]
+    pub iface: Vec<String>,
+
+    /// Trace only segments with this source or destination port (repeatable).
+    #[arg(long = "port", value_name = "PORT", value_parser = parse_port)]
+    pub port: Vec<u16>,
+
+    /// Show a packet when it carries any of these flags: names (SYN,FIN,RST,
+    /// PSH,ACK,URG,ECE,CWR) or tcpdump's letters (S,F,R,P,.,U,E,W),
+    /// comma-separated. Default: every TCP packet.
+    #[arg(long = "flags", value_name = "LIST", value_parser = parse_flags)]
+    pub flags: Option<u16>,
+
+    /// Don't convert addresses or ports to names.
+    #[arg(short = 'n', action = ArgAction::Count)]
+    pub numeric: u8,
+
+    /// Print absolute, rather than relative, TCP sequence numbers.
+    #[arg(short = 'S', long = "absolute-tcp-sequence-numbers")]
+    pub absolute: bool,
+
+    /// Timestamp format: -t none, -tt epoch, -ttt delta to previous,
+    /// -tttt date and time, -ttttt delta to first.
+    #[arg(short = 't', action = ArgAction::Count)]
+    pub timestamp: u8,
+
+    /// Print timestamps with nanosecond precision.
+    #[arg(long = "nano")]
+    pub nano: bool,
+
+    /// Exit after this many packets.
+    #[arg(short = 'c', value_name = "COUNT")]
+    pub count: Option<u64>,
+
+    /// Line-buffered output.
+    #[arg(short = 'l')]
+    pub line_buffered: bool,
+
+    /// Read packets from a pcap or pcapng file ('-' for standard input)
+    /// instead of tracing an interface.
+    #[arg(short = 'r', value_name = "FILE")]
+    pub read: Option<PathBuf>,
+
+    /// Write the headers of each traced packet to a pcap file.
+    #[arg(short = 'w', value_name = "FILE")]
+    pub write: Option<PathBuf>,
+
+    /// Print packet lines only (no state transitions or summaries).
+    #[arg(long = "no-states")]
+    pub no_states: bool,
+
+    /// Newline-delimited JSON instead of text.
+    #[arg(long = "json")]
+    pub json: bool,
+
+    /// Where to attach the kernel programs.
+    #[arg(long = "attach", value_enum, default_value_t = AttachMode::Auto)]
+    pub attach: AttachMode,
+
+    /// Ring buffer size in bytes (a power of two, at least one page).
+    #[arg(long = "buffer-size", value_name = "BYTES", default_value_t = 4 << 20, value_parser = parse_buffer_size)]
+    pub buffer_size: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AttachMode {
+    /// TC on virtual devices (veth, bridges, loopback, ...), where XDP costs
+    /// throughput; TC as well on every other device for egress.
+    Auto,
+    /// XDP for ingress, TC for egress.
+    Xdp,
+    /// TC for ingress and egress.
+    Tc,
+}
+
+/// How timestamps are printed (tcpdump's `-t` count).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampMode {
+    /// Local time of day (default).
+    Default,
+    /// `-t`: none.
+    None,
+    /// `-tt`: seconds since the epoch.
+    Epoch,
+    /// `-ttt`: delta from the previous printed packet.
+    DeltaPrev,
+    /// `-tttt`: date and time of day.
+    Date,
+    /// `-ttttt`: delta from the first printed packet.
+    DeltaFirst,
+}
+
+impl Args {
+    pub fn timestamp_mode(&self) -> TimestampMode {
+        match self.timestamp {
+            0 => TimestampMode::Default,
+            1 => TimestampMode::None,
+            2 => TimestampMode::Epoch,
+            3 => TimestampMode::DeltaPrev,
+            4 => TimestampMode::Date,
+            _ => TimestampMode::DeltaFirst,
+        }
+    }
+}
+
+fn parse_port(s: &str) -> Result<u16, String> {
+    match s.parse::<u32>() {
+        Ok(p) if (1..=65535).contains(&p) => Ok(p as u16),
+        Ok(p) => Err(format!("port {p} is out of range 1-65535")),
+        Err(_) => Err(format!("'{s}' is not a port number")),
+    }
+}
+
+/// Parses a flag list into a mask of `tcptrace_common::record::flags`.
+pub fn parse_flags(s: &str) -> Result<u16, String> {
+    use tcptrace_common::record::flags::*;
+    let mut mask = 0;
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        mask |= match item.to_ascii_uppercase().as_str() {
+            "F" | "FIN" => FIN,
+            "S" | "SYN" => SYN,
+            "R" | "RST" => RST,
+            "P" | "PSH" | "PUSH" => PSH,
+            "." | "A" | "ACK" => ACK,
+            "U" | "URG" => URG,
+            "E" | "ECE" => ECE,
+            "W" | "CWR" => CWR,
+            _ => {
+                return Err(format!(
+                    "unknown TCP flag '{item}' (use SYN,FIN,RST,PSH,ACK,URG,ECE,CWR or S,F,R,P,.,U,E,W)"
+                ));
+            }
+        };
+    }
+    if mask == 0 {
+        return Err("empty flag list".into());
+    }
+    Ok(mask)
+}
+
+fn parse_buffer_size(s: &str) -> Result<u32, String> {
+    let n: u32 = s.parse().map_err(|_| format!("'{s}' is not a size in bytes"))?;
+    if n < 4096 || !n.is_power_of_two() {
+        return Err(format!("{n} is not a power of two of at least 4096"));
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_accept_names_and_letters() {
+        use tcptrace_common::record::flags::*;
+        assert_eq!(parse_flags("SYN,FIN,RST"), Ok(SYN | FIN | RST));
+        assert_eq!(parse_flags("S,F,R,P,.,U,E,W"), Ok(0xff));
+        assert!(parse_flags("X").is_err());
+        assert!(parse_flags("").is_err());
+    }
+
+    #[test]
+    fn timestamp_count() {
+        let a = Args::try_parse_from(["tcptrace", "-ttt", "-nn", "-r", "x"]).unwrap();
+        assert_eq!(a.timestamp_mode(), TimestampMode::DeltaPrev);
+        assert_eq!(a.numeric, 2);
+    }
+
+    #[test]
+    fn ports_are_checked() {
+        assert!(Args::try_parse_from(["tcptrace", "--port", "0"]).is_err());
+        assert!(Args::try_parse_from(["tcptrace", "--port", "65536"]).is_err());
+        let a = Args::try_parse_from(["tcptrace", "--port", "80", "--port", "443"]).unwrap();
+        assert_eq!(a.port, vec![80, 443]);
+    }
+}

@@ -1,0 +1,4 @@
+//! tcptrace: loader, formatter and capture-file reader.
+
+pub mod cli;
+pub mod ebpf;
