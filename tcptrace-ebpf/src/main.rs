@@ -50,6 +50,16 @@ fn bump(map: &PerCpuArray<u64>, index: u32) {
     }
 }
 
+/// `len` if it is in 1..=40, re-read through a volatile load so that LLVM
+/// cannot replace the range check below with an equivalent test on another
+/// register (which the verifier could not connect to `len`).
+#[inline(always)]
+fn verifier_bounded_len(len: u32) -> Option<u32> {
+    // SAFETY: reading a local through a valid reference.
+    let len = unsafe { core::ptr::read_volatile(&len) };
+    if len == 0 || len > MAX_OPTIONS as u32 { None } else { Some(len) }
+}
+
 struct XdpFrame {
     ctx: *mut xdp_md,
     len: u32,
@@ -72,10 +82,7 @@ impl Frame for XdpFrame {
     }
     #[inline(always)]
     fn load_options(&self, off: u32, len: u32, out: &mut [u8; MAX_OPTIONS]) -> bool {
-        let len = len & 0x3f;
-        if len == 0 || len > MAX_OPTIONS as u32 {
-            return false;
-        }
+        let Some(len) = verifier_bounded_len(len) else { return false };
         unsafe { bpf_xdp_load_bytes(self.ctx, off, out.as_mut_ptr().cast(), len) == 0 }
     }
 }
@@ -102,10 +109,7 @@ impl Frame for SkbFrame {
     }
     #[inline(always)]
     fn load_options(&self, off: u32, len: u32, out: &mut [u8; MAX_OPTIONS]) -> bool {
-        let len = len & 0x3f;
-        if len == 0 || len > MAX_OPTIONS as u32 {
-            return false;
-        }
+        let Some(len) = verifier_bounded_len(len) else { return false };
         unsafe { bpf_skb_load_bytes(self.skb.cast(), off, out.as_mut_ptr().cast(), len) == 0 }
     }
 }

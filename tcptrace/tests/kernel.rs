@@ -1,0 +1,257 @@
+//! The real kernel programs, run on crafted frames with BPF_PROG_TEST_RUN.
+//! These need root (CAP_BPF + CAP_NET_ADMIN); `cargo xtask test` runs them
+//! with --include-ignored when root and reports them as skipped otherwise.
+
+mod support;
+
+use aya::{
+    maps::{MapData, RingBuf},
+    programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
+};
+use support::frames::{self, Rng, Tcp};
+use tcptrace::loader::{Counters, TC_EGRESS_PROG, TC_INGRESS_PROG, Tracer, XDP_PROG};
+use tcptrace_common::{
+    FilterConfig, LinkType, PacketRecord, PortBitmap, SliceFrame, Skip, parse_frame,
+    record::{Direction, flags},
+};
+
+const XDP_PASS: u32 = 2;
+const TC_ACT_UNSPEC: u32 = -1i32 as u32;
+
+struct Harness {
+    tracer: Tracer,
+    events: RingBuf<MapData>,
+}
+
+impl Harness {
+    fn new(filter: FilterConfig, ports: &[u16]) -> Self {
+        let mut bitmap = PortBitmap::empty();
+        for &p in ports {
+            bitmap.insert(p);
+        }
+        let filter = FilterConfig { use_ports: !ports.is_empty() as u8, ..filter };
+        let mut tracer = Tracer::load(tcptrace::ebpf::OBJECT, &filter, &bitmap, 1 << 20)
+            .expect("kernel programs load and pass the verifier");
+        let events = tracer.take_events().unwrap();
+        Self { tracer, events }
+    }
+
+    /// Runs `prog` on `frame`; checks the verdict and that the frame came back
+    /// unchanged; returns the records it emitted, or `None` when the kernel
+    /// refuses to build a test skb (see [`tc_test_run_refuses`]).
+    fn try_run(&mut self, prog: &'static str, frame: &[u8]) -> Option<Vec<PacketRecord>> {
+        let mut out = vec![0u8; frame.len() + 256];
+        let opts = TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ..Default::default() };
+        let (res, pass) = if prog == XDP_PROG {
+            let p: &mut Xdp = self.tracer.program(prog).unwrap();
+            (p.test_run(opts), XDP_PASS)
+        } else {
+            let p: &mut SchedClassifier = self.tracer.program(prog).unwrap();
+            (p.test_run(opts), TC_ACT_UNSPEC)
+        };
+        let res = match res {
+            Ok(r) => r,
+            Err(_) if prog != XDP_PROG && tc_test_run_refuses(frame) => return None,
+            Err(e) => panic!("{prog} test_run on {} bytes: {e:?}", frame.len()),
+        };
+        assert_eq!(res.return_value, pass, "{prog} verdict");
+        assert_eq!(&out[..res.data_size_out as usize], frame, "{prog} changed the frame");
+        let mut recs = Vec::new();
+        while let Some(item) = self.events.next() {
+            recs.push(PacketRecord::from_bytes(&item).expect("record size"));
+        }
+        Some(recs)
+    }
+
+    fn run(&mut self, prog: &'static str, frame: &[u8]) -> Vec<PacketRecord> {
+        self.try_run(prog, frame).unwrap_or_else(|| panic!("{prog} refused {frame:02x?}"))
+    }
+
+    fn counters(&self) -> Counters {
+        self.tracer.counters().unwrap()
+    }
+}
+
+/// The kernel's record with the fields only the kernel knows cleared.
+fn comparable(mut r: PacketRecord, prog: &str) -> PacketRecord {
+    let dir = if prog == TC_EGRESS_PROG { Direction::Egress } else { Direction::Ingress };
+    assert_eq!(r.direction, dir as u8, "{prog} direction");
+    assert!(r.ts_ns > 0, "timestamp set");
+    r.ts_ns = 0;
+    r.ifindex = 0;
+    r.direction = 0;
+    r
+}
+
+/// BPF_PROG_TEST_RUN for skb programs rejects (EINVAL) an untagged IPv4 frame
+/// with less than a 20-byte IP header and an IPv6 one with less than 40 bytes;
+/// such frames are run through XDP only.
+fn tc_test_run_refuses(frame: &[u8]) -> bool {
+    match frame.get(12..14) {
+        Some([0x08, 0x00]) => frame.len() < 14 + 20,
+        Some([0x86, 0xdd]) => frame.len() < 14 + 40,
+        _ => false,
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Runs every program on `frame` and checks it against the userspace parser.
+/// Returns how many programs ran.
+fn check_frame(h: &mut Harness, name: &str, frame: &[u8]) -> u64 {
+    let expected = parse_frame(&SliceFrame::full(frame), LinkType::Ethernet).ok();
+    let mut ran = 0;
+    for prog in [XDP_PROG, TC_INGRESS_PROG, TC_EGRESS_PROG] {
+        let Some(recs) = h.try_run(prog, frame) else { continue };
+        ran += 1;
+        match &expected {
+            Some(e) => {
+                assert_eq!(recs.len(), 1, "{name}: {prog} emitted {} records", recs.len());
+                assert_eq!(comparable(recs[0], prog), *e, "{name}: {prog} record differs from userspace parser");
+            }
+            None => assert!(recs.is_empty(), "{name}: {prog} emitted a record userspace does not"),
+        }
+    }
+    ran
+}
+
+#[test]
+#[ignore = "needs root"]
+fn programs_match_userspace_parser_on_crafted_frames() {
+    assert!(is_root(), "run as root (cargo xtask test does)");
+    let mut h = Harness::new(FilterConfig::default(), &[]);
+    let corpus = frames::corpus();
+    let mut want = Counters::default();
+    for (name, frame) in &corpus {
+        let n = check_frame(&mut h, name, frame);
+        let outcome = parse_frame(&SliceFrame::full(frame), LinkType::Ethernet);
+        want.frames += n;
+        match outcome {
+            Ok(r) => {
+                want.tcp += n;
+                want.matched += n;
+                want.emitted += n;
+                want.malformed[r.malformed as usize] += n * (r.malformed != 0) as u64;
+            }
+            Err(Skip::LaterFragment) => want.later_fragments += n,
+            Err(Skip::Malformed(m)) => want.malformed[m as usize] += n,
+            Err(Skip::NotTcp) => {}
+        }
+    }
+    assert_eq!(h.counters(), want);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn record_fields_of_a_syn() {
+    assert!(is_root(), "run as root (cargo xtask test does)");
+    let mut h = Harness::new(FilterConfig::default(), &[]);
+    let tcp = Tcp { seq: 0xdead_beef, win: 1234, options: frames::syn_options(), ..Tcp::default() };
+    let recs = h.run(TC_INGRESS_PROG, &frames::tcp4(&tcp));
+    assert_eq!(recs.len(), 1);
+    let r = recs[0];
+    assert_eq!((r.sport, r.dport, r.seq, r.window), (40000, 8080, 0xdead_beef, 1234));
+    assert_eq!(&r.src[..4], &frames::A4);
+    assert_eq!(&r.dst[..4], &frames::B4);
+    assert_eq!(r.tcp_flags, flags::SYN);
+    assert_eq!(r.family, 4);
+    assert_eq!(r.data_off, 40);
+    assert_eq!(r.options(), &frames::syn_options()[..]);
+    assert_eq!(r.ip_total_len, 60);
+    assert_eq!(r.l4_off, 20);
+    assert_eq!(r.ttl, 64);
+    assert_eq!(r.malformed, 0);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn filter_on_ports_and_flags() {
+    assert!(is_root(), "run as root (cargo xtask test does)");
+    let syn_fin_rst = FilterConfig { flag_mask: flags::SYN | flags::FIN | flags::RST, ..Default::default() };
+    let mut h = Harness::new(syn_fin_rst, &[8080, 443]);
+    let cases = [
+        (Tcp { flags: flags::SYN, ..Tcp::default() }, true),
+        (Tcp { flags: flags::ACK, ..Tcp::default() }, false),
+        (Tcp { flags: flags::ACK | flags::FIN, ..Tcp::default() }, true),
+        (Tcp { flags: flags::RST, dport: 9999, ..Tcp::default() }, false),
+        (Tcp { flags: flags::RST, sport: 443, dport: 9999, ..Tcp::default() }, true),
+        (Tcp { flags: flags::SYN | flags::ACK, sport: 1, dport: 2, ..Tcp::default() }, false),
+    ];
+    for (tcp, shown) in cases {
+        for frame in [frames::tcp4(&tcp), frames::tcp6(&tcp)] {
+            let n = h.run(TC_INGRESS_PROG, &frame).len();
+            assert_eq!(n, shown as usize, "{tcp:?}");
+            let n = h.run(XDP_PROG, &frame).len();
+            assert_eq!(n, shown as usize, "{tcp:?}");
+        }
+    }
+    let c = h.counters();
+    assert_eq!(c.tcp, 24);
+    assert_eq!(c.matched, 12);
+    assert_eq!(c.emitted, 12);
+}
+
+/// Differential test: seeded random and mutated frames give the same record
+/// (or the same "nothing") from the kernel programs and the userspace parser.
+#[test]
+#[ignore = "needs root"]
+fn differential_random_frames() {
+    assert!(is_root(), "run as root (cargo xtask test does)");
+    let mut h = Harness::new(FilterConfig::default(), &[]);
+    let seeds = frames::corpus();
+    let mut rng = Rng::new(0x7cb7_4ace);
+    let mut emitted = 0;
+    for i in 0..10_000 {
+        let mut f = seeds[rng.below(seeds.len() as u64) as usize].1.clone();
+        match i % 4 {
+            // Flip a few bytes anywhere past the MAC addresses.
+            0 | 1 => {
+                for _ in 0..1 + rng.below(6) {
+                    if f.len() > 12 {
+                        let at = 12 + rng.below(f.len() as u64 - 12) as usize;
+                        f[at] = rng.next_u64() as u8;
+                    }
+                }
+            }
+            // Cut it.
+            2 => {
+                let keep = 14 + rng.below(f.len().saturating_sub(13) as u64) as usize;
+                f.truncate(keep.min(f.len()));
+            }
+            // Garbage behind an IPv4 or IPv6 ethertype.
+            _ => {
+                let et = if rng.below(2) == 0 { 0x0800 } else { 0x86dd };
+                let n = rng.below(120) as usize;
+                let mut body = rng.bytes(n);
+                if let Some(b) = body.first_mut() {
+                    *b = if et == 0x0800 { 0x45 } else { 0x60 } | (*b & 0x0f);
+                }
+                f = frames::ethernet(et, &[], &body);
+            }
+        }
+        if f.len() < 14 {
+            continue;
+        }
+        let mut prog = [XDP_PROG, TC_INGRESS_PROG, TC_EGRESS_PROG][i % 3];
+        if tc_test_run_refuses(&f) {
+            prog = XDP_PROG;
+        }
+        let expected = parse_frame(&SliceFrame::full(&f), LinkType::Ethernet).ok();
+        let recs = h.run(prog, &f);
+        match expected {
+            Some(e) => {
+                assert_eq!(recs.len(), 1, "frame {i} ({:02x?}): {prog} emitted {}", f, recs.len());
+                assert_eq!(comparable(recs[0], prog), e, "frame {i} ({f:02x?}) via {prog}");
+                emitted += 1;
+            }
+            None => assert!(recs.is_empty(), "frame {i} ({f:02x?}): {prog} emitted, userspace did not"),
+        }
+    }
+    // The mutations must leave a fair share of frames parseable, or the test
+    // says little about records.
+    assert!(emitted > 2_000, "only {emitted} of 10000 frames emitted");
+}
+
