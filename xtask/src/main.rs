@@ -3,7 +3,9 @@
 //! - `cargo xtask setup [--test-tools]`: install what the eBPF build needs
 //! - `cargo xtask build [--release]`
 //! - `cargo xtask run [--release] -- ARGS`: build, then run as root (sudo -E)
-//! - `cargo xtask test [-- CARGO-TEST-ARGS [-- TEST-BINARY-ARGS]]`
+//! - `cargo xtask test [-- CARGO-TEST-ARGS [-- TEST-BINARY-ARGS]]`: set up
+//!   (with the test tools), then `cargo test` of the default members; as
+//!   root with `--include-ignored`, so that the root-only tests run too
 mod parse;
 mod setup;
 
@@ -135,12 +137,12 @@ fn test(m: &Machine, args: &[String]) -> Result<ExitCode> {
     setup::setup(m, if m.root { TestTools::Required } else { TestTools::IfPossible })?;
     let (cargo_args, mut bin_args) = parse::split_test_args(args);
     let mut cmd = m.command(&m.cargo);
-    cmd.current_dir(workspace_root()).args(["test", "--no-fail-fast"]);
-    // `-p` picks packages itself; else test all the default members.
-    if !cargo_args.iter().any(|a| a == "-p" || a.starts_with("--package") || a.starts_with("-p")) {
-        cmd.arg("--workspace");
-    }
-    cmd.args(&cargo_args);
+    // Run in the workspace root without --workspace: that tests the default
+    // members (xtask, tcptrace, tcptrace-common), not tcptrace-ebpf, which
+    // only builds for the BPF target.
+    cmd.current_dir(workspace_root())
+        .args(["test", "--no-fail-fast"])
+        .args(&cargo_args);
     if m.root && !bin_args.iter().any(|a| a == "--include-ignored" || a == "--ignored") {
         bin_args.insert(0, "--include-ignored".to_string());
     }

@@ -40,11 +40,15 @@ pub struct Machine {
 
 impl Machine {
     pub fn detect() -> Self {
-        let root = std::fs::read_to_string("/proc/self/status")
+        let euid = std::fs::read_to_string("/proc/self/status")
             .ok()
             .and_then(|s| parse::euid_from_proc_status(&s))
-            .map(|uid| uid == 0)
-            .unwrap_or(false);
+            .or_else(|| {
+                // No /proc (a bare chroot): ask id(1).
+                let out = Command::new("id").arg("-u").output().ok()?;
+                String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+            });
+        let root = euid == Some(0);
         let cargo_home = std::env::var_os("CARGO_HOME")
             .map(PathBuf::from)
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))

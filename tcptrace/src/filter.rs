@@ -1,0 +1,38 @@
+//! The packet filter the command line asks for, in the form the kernel
+//! programs (and the capture-file path) apply it.
+
+use tcptrace_common::filter::{FilterConfig, PortBitmap};
+
+use crate::cli::Args;
+
+/// `--port` and `--flags` as a [`FilterConfig`] and [`PortBitmap`].
+pub fn filter_from_args(args: &Args) -> (FilterConfig, PortBitmap) {
+    let mut ports = PortBitmap::empty();
+    for &p in &args.port {
+        ports.insert(p);
+    }
+    let cfg = FilterConfig {
+        flag_mask: args.flags.unwrap_or(0),
+        family: 0,
+        use_ports: u8::from(!args.port.is_empty()),
+        _pad: [0; 4],
+    };
+    (cfg, ports)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn from_args() {
+        let a = Args::try_parse_from(["tcptrace", "--port", "80", "--port", "443", "--flags", "SYN,RST"]).unwrap();
+        let (cfg, ports) = filter_from_args(&a);
+        assert_eq!(cfg.use_ports, 1);
+        assert_eq!(cfg.flag_mask, tcptrace_common::record::flags::SYN | tcptrace_common::record::flags::RST);
+        assert!(ports.contains(80) && ports.contains(443) && !ports.contains(8080));
+        let (cfg, _) = filter_from_args(&Args::try_parse_from(["tcptrace"]).unwrap());
+        assert_eq!((cfg.use_ports, cfg.flag_mask, cfg.family), (0, 0, 0));
+    }
+}

@@ -1,0 +1,676 @@
+//! The packet line: what tcpdump 4.99.3 prints for a TCP segment at default
+//! verbosity, built from a [`PacketRecord`] alone, up to and including
+//! `length N` (application-layer text after it is left out).
+//!
+//! The functions follow tcpdump's `ip_print`, `ip6_print` and `tcp_print`
+//! step by step; the comments name the quirks they keep.
+
+mod addr;
+mod mptcp;
+mod services;
+mod ts;
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use tcptrace_common::record::{MAX_EXT, PacketRecord, flags};
+
+pub use services::PortNames;
+pub use ts::Timestamp;
+
+use crate::cli::TimestampMode;
+
+/// How lines are printed (the tcpdump options that change them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FormatOptions {
+    pub ts_mode: TimestampMode,
+    /// `--nano`: nanosecond fractions.
+    pub nano: bool,
+    /// `-S`: absolute sequence numbers.
+    pub absolute: bool,
+    /// `-n`: no name resolution.
+    pub numeric: bool,
+}
+
+impl FormatOptions {
+    pub fn from_args(args: &crate::cli::Args) -> Self {
+        Self {
+            ts_mode: args.timestamp_mode(),
+            nano: args.nano,
+            absolute: args.absolute,
+            numeric: args.numeric > 0,
+        }
+    }
+}
+
+/// A conversation as tcpdump keys it: lower port (or address) first.
+type ConvKey = ([u8; 16], [u8; 16], u32);
+
+/// Sequence-number bases of one conversation (tcpdump's `tcp_seq_hash`):
+/// `seq` for the side that sorts first, `ack` for the other.
+#[derive(Clone, Copy, Debug)]
+struct Bases {
+    seq: u32,
+    ack: u32,
+}
+
+/// Turns records into tcpdump lines, keeping the state tcpdump keeps between
+/// packets: relative sequence-number bases and the `-ttt`/`-ttttt` reference.
+pub struct Formatter {
+    opts: FormatOptions,
+    ts: ts::TsState,
+    conv4: HashMap<ConvKey, Bases>,
+    conv6: HashMap<ConvKey, Bases>,
+    ports: Option<PortNames>,
+}
+
+/// How the option list ended.
+enum OptEnd {
+    /// `]` printed; the line goes on with `, length N`.
+    Done,
+    /// The line ends here (`[bad opt]` or a truncation mark).
+    Stop,
+}
+
+impl Formatter {
+    pub fn new(opts: FormatOptions) -> Self {
+        if matches!(opts.ts_mode, TimestampMode::Default | TimestampMode::Date) {
+            ts::init_tz();
+        }
+        let ports = if opts.numeric { None } else { Some(PortNames::load()) };
+        Self::with_port_names(opts, ports)
+    }
+
+    /// Like [`Formatter::new`] with the port names given (`None` prints numbers).
+    pub fn with_port_names(opts: FormatOptions, ports: Option<PortNames>) -> Self {
+        Self {
+            opts,
+            ts: ts::TsState::default(),
+            conv4: HashMap::new(),
+            conv6: HashMap::new(),
+            ports: if opts.numeric { None } else { ports },
+        }
+    }
+
+    /// Appends one line (ending in `\n`) for `rec` seen at `ts`.
+    pub fn write_packet(&mut self, ts: Timestamp, rec: &PacketRecord, out: &mut Vec<u8>) {
+        self.ts.print(out, self.opts.ts_mode, self.opts.nano, ts);
+        let mut s = String::with_capacity(160);
+        match rec.family {
+            4 => self.ipv4(rec, &mut s),
+            6 => self.ipv6(rec, &mut s),
+            f => {
+                let _ = write!(s, "IP{f} (invalid)");
+            }
+        }
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'\n');
+    }
+
+    fn port(&self, s: &mut String, port: u16) {
+        match self.ports.as_ref().and_then(|p| p.get(port)) {
+            Some(name) => s.push_str(name),
+            None => {
+                let _ = write!(s, "{port}");
+            }
+        }
+    }
+
+    /// `ip_print`.
+    fn ipv4(&mut self, r: &PacketRecord, s: &mut String) {
+        s.push_str("IP ");
+        let length = r.l3_wire_len;
+        if length < 20 {
+            let _ = write!(s, "truncated-ip {length}");
+            return;
+        }
+        let hlen = r.l4_off as u32;
+        let len = r.ip_total_len;
+        if length < len {
+            let _ = write!(s, "truncated-ip - {} bytes missing! ", len - length);
+        }
+        if len < hlen {
+            let _ = write!(s, "bad-len {len}");
+            return;
+        }
+        // The snapshot is cut to the end of the IP datagram.
+        let snap = r.l3_cap_len.min(len);
+        if snap < hlen {
+            let _ = write!(s, " [remaining caplen({snap}) < header length({hlen})] [|ip]");
+            return;
+        }
+        let mut src = String::new();
+        let mut dst = String::new();
+        addr::ipv4(&r.src[..4], &mut src);
+        addr::ipv4(&r.dst[..4], &mut dst);
+        self.tcp(r, s, &src, &dst, true, len - hlen, snap - hlen);
+    }
+
+    /// `ip6_print` with the extension headers the record lists.
+    fn ipv6(&mut self, r: &PacketRecord, s: &mut String) {
+        let length = r.l3_wire_len;
+        if length < 40 {
+            let _ = write!(s, "truncated-ip6 {length}");
+            return;
+        }
+        s.push_str("IP6 ");
+        let payload_len = r.ip_total_len.saturating_sub(40);
+        let len = if payload_len != 0 {
+            let len = payload_len + 40;
+            if length < len {
+                // No space after '!' in ip6_print.
+                let _ = write!(s, "truncated-ip6 - {} bytes missing!", len - length);
+            }
+            len
+        } else {
+            length + 40
+        };
+        let mut src = String::new();
+        let mut dst = String::new();
+        addr::ipv6(&r.src, &mut src);
+        addr::ipv6(&r.dst, &mut dst);
+        let n_ext = (r.ext_count as usize).min(MAX_EXT);
+        let exts = &r.ext[..n_ext];
+        let l4 = r.l4_off as u32;
+        let mut snap = r.l3_cap_len.min(len);
+        if !exts.is_empty() {
+            let _ = write!(s, "{src} > {dst}: ");
+        }
+        let mut found_hbh = false;
+        for (i, &nh) in exts.iter().enumerate() {
+            match nh {
+                0 => {
+                    if found_hbh {
+                        s.push_str("[The Hop-by-Hop Options header was already found] (invalid)");
+                        return;
+                    }
+                    if i != 0 {
+                        s.push_str(
+                            "[The Hop-by-Hop Options header don't follow the IPv6 header] (invalid)",
+                        );
+                        return;
+                    }
+                    s.push_str("HBH ");
+                    if payload_len == 0 {
+                        // A jumbo payload option would be needed; the record
+                        // does not carry the option bytes.
+                        s.push_str("[No valid Jumbo Payload Hop-by-Hop option found] (invalid)");
+                        return;
+                    }
+                    found_hbh = true;
+                }
+                60 => s.push_str("DSTOPT "),
+                44 => {
+                    // The record keeps no per-header offsets: the fragment
+                    // header is taken to sit right before the TCP header when
+                    // it is the last one listed, else after 8-byte headers.
+                    let off = if i + 1 == n_ext && r.ext_count as usize == n_ext {
+                        l4.saturating_sub(8)
+                    } else {
+                        40 + 8 * i as u32
+                    };
+                    let flen = (40u64 + payload_len as u64).wrapping_sub(off as u64 + 8);
+                    let _ = write!(s, "frag ({}|{}) ", r.ip_frag & 0xfff8, flen);
+                    if snap <= off + 8 {
+                        // Nothing captured after the fragment header: the
+                        // line ends after "frag (0|N) ".
+                        return;
+                    }
+                }
+                43 => {
+                    // tcpdump prints the routing header's fields, which the
+                    // record does not carry.
+                    s.push_str("RT6 ");
+                }
+                _ => {}
+            }
+        }
+        if payload_len == 0 {
+            if !exts.is_empty() {
+                s.push_str(" [|ip6]");
+                return;
+            }
+            // No payload: the datagram is the IPv6 header alone.
+            snap = snap.min(40);
+            self.tcp(r, s, &src, &dst, true, 0, snap.saturating_sub(l4));
+            return;
+        }
+        if len < l4 {
+            s.push_str(" [|ip6]");
+            return;
+        }
+        self.tcp(r, s, &src, &dst, exts.is_empty(), len - l4, snap.saturating_sub(l4));
+    }
+
+    /// `tcp_print`: `length` is the TCP segment length the IP header gives,
+    /// `cap` the bytes of it that were captured.
+    #[allow(clippy::too_many_arguments)]
+    fn tcp(
+        &mut self,
+        r: &PacketRecord,
+        s: &mut String,
+        src: &str,
+        dst: &str,
+        with_addrs: bool,
+        length: u32,
+        cap: u32,
+    ) {
+        if cap < 4 {
+            let _ = write!(s, "{src} > {dst}: [|tcp]");
+            return;
+        }
+        let (sport, dport) = (r.sport, r.dport);
+        if with_addrs {
+            s.push_str(src);
+            s.push('.');
+            self.port(s, sport);
+            s.push_str(" > ");
+            s.push_str(dst);
+            s.push('.');
+            self.port(s, dport);
+            s.push_str(": ");
+        } else {
+            self.port(s, sport);
+            s.push_str(" > ");
+            self.port(s, dport);
+            s.push_str(": ");
+        }
+        if cap < 20 {
+            s.push_str(" [|tcp]");
+            return;
+        }
+        let mut hlen = r.data_off as u32;
+        if hlen < 20 {
+            let _ = write!(
+                s,
+                " tcp {} [bad hdr length {hlen} - too short, < 20]",
+                length.wrapping_sub(hlen)
+            );
+            return;
+        }
+        let fl = r.tcp_flags as u8;
+        s.push_str("Flags [");
+        const LETTERS: [(u8, char); 8] = [
+            (flags::FIN as u8, 'F'),
+            (flags::SYN as u8, 'S'),
+            (flags::RST as u8, 'R'),
+            (flags::PSH as u8, 'P'),
+            (flags::ACK as u8, '.'),
+            (flags::URG as u8, 'U'),
+            (flags::ECE as u8, 'E'),
+            (flags::CWR as u8, 'W'),
+        ];
+        if fl == 0 {
+            s.push_str("none");
+        }
+        for (bit, c) in LETTERS {
+            if fl & bit != 0 {
+                s.push(c);
+            }
+        }
+        s.push(']');
+
+        let mut seq = r.seq;
+        let mut ack = r.ack;
+        let (mut thseq, mut thack, mut rev) = (0u32, 0u32, false);
+        if !self.opts.absolute && fl & flags::ACK as u8 != 0 {
+            rev = sport > dport || (sport == dport && r.src > r.dst);
+            let key: ConvKey = if rev {
+                (r.dst, r.src, (dport as u32) << 16 | sport as u32)
+            } else {
+                (r.src, r.dst, (sport as u32) << 16 | dport as u32)
+            };
+            let table = if r.family == 6 { &mut self.conv6 } else { &mut self.conv4 };
+            let th = match table.get(&key) {
+                Some(th) if fl & flags::SYN as u8 == 0 => {
+                    if rev {
+                        seq = seq.wrapping_sub(th.ack);
+                        ack = ack.wrapping_sub(th.seq);
+                    } else {
+                        seq = seq.wrapping_sub(th.seq);
+                        ack = ack.wrapping_sub(th.ack);
+                    }
+                    *th
+                }
+                _ => {
+                    // New conversation, or a SYN (only a SYN+ACK gets here):
+                    // printed absolute, and sets the bases.
+                    let th = if rev {
+                        Bases { seq: ack.wrapping_sub(1), ack: seq }
+                    } else {
+                        Bases { seq, ack: ack.wrapping_sub(1) }
+                    };
+                    table.insert(key, th);
+                    th
+                }
+            };
+            thseq = th.seq;
+            thack = th.ack;
+        }
+        if hlen > length {
+            let _ = write!(s, " [bad hdr length {hlen} - too long, > {length}]");
+            return;
+        }
+        let plen = length - hlen;
+        if plen > 0 || fl & (flags::SYN | flags::FIN | flags::RST) as u8 != 0 {
+            let _ = write!(s, ", seq {seq}");
+            if plen > 0 {
+                let _ = write!(s, ":{}", seq.wrapping_add(plen));
+            }
+        }
+        if fl & flags::ACK as u8 != 0 {
+            let _ = write!(s, ", ack {ack}");
+        }
+        let _ = write!(s, ", win {}", r.window);
+        if fl & flags::URG as u8 != 0 {
+            let _ = write!(s, ", urg {}", r.urg_ptr);
+        }
+        let mut proto = "tcp";
+        if hlen > 20 {
+            hlen -= 20;
+            let avail = (r.opt_len as usize).min(r.options.len()).min((cap - 20) as usize);
+            let opts = &r.options[..avail];
+            let ctx = OptCtx { fl, rev, thseq, thack, payload_len: plen, payload_cap: cap.saturating_sub(r.data_off as u32) };
+            match print_options(s, opts, hlen, &ctx, &mut proto) {
+                OptEnd::Done => {}
+                OptEnd::Stop => return,
+            }
+        }
+        let _ = write!(s, ", length {plen}");
+        if plen == 0 {
+            return;
+        }
+        let header_len = r.data_off as u32;
+        if cap < header_len {
+            let _ = write!(s, " [remaining caplen({cap}) < header length({header_len})] [|{proto}]");
+        }
+    }
+}
+
+/// What the option printer needs from the segment.
+struct OptCtx {
+    fl: u8,
+    rev: bool,
+    thseq: u32,
+    thack: u32,
+    payload_len: u32,
+    payload_cap: u32,
+}
+
+fn option_name(opt: u8) -> Option<&'static str> {
+    Some(match opt {
+        0 => "eol",
+        1 => "nop",
+        2 => "mss",
+        3 => "wscale",
+        4 => "sackOK",
+        5 => "sack",
+        6 => "echo",
+        7 => "echoreply",
+        8 => "TS",
+        11 => "cc",
+        12 => "ccnew",
+        13 => "",
+        19 => "md5",
+        20 => "scps",
+        28 => "uto",
+        29 => "tcp-ao",
+        30 => "mptcp",
+        34 => "tfo",
+        254 => "exp",
+        _ => return None,
+    })
+}
+
+fn be16(b: &[u8]) -> u16 {
+    u16::from_be_bytes([b[0], b[1]])
+}
+fn be32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// The option loop of `tcp_print`. `opts` holds the captured option bytes,
+/// `hlen` the option bytes the header claims.
+fn print_options(
+    s: &mut String,
+    opts: &[u8],
+    mut hlen: u32,
+    ctx: &OptCtx,
+    proto: &mut &'static str,
+) -> OptEnd {
+    // Reading past the capture inside GET_* ends the line at the top level
+    // (no '>'); a failed ND_TCHECK goes to tcp_print's `trunc` label.
+    macro_rules! longjmp {
+        () => {{
+            let _ = write!(s, " [|{}]", proto);
+            return OptEnd::Stop;
+        }};
+    }
+    s.push_str(", options [");
+    let mut ch = false;
+    let mut cp = 0usize;
+    let avail = opts.len();
+    let get = |i: usize| opts.get(i).copied();
+    while hlen > 0 {
+        if ch {
+            s.push(',');
+        }
+        let Some(opt) = get(cp) else { longjmp!() };
+        cp += 1;
+        let zerolen = opt == 0 || opt == 1;
+        let len: u32 = if zerolen {
+            1
+        } else {
+            let Some(l) = get(cp) else { longjmp!() };
+            cp += 1;
+            let l = l as u32;
+            if l < 2 || l > hlen {
+                return bad(s, ch);
+            }
+            hlen -= 1;
+            l
+        };
+        hlen -= 1;
+        let mut datalen: u32 = 0;
+        match option_name(opt) {
+            Some(n) => s.push_str(n),
+            None => {
+                let _ = write!(s, "unknown-{opt}");
+            }
+        }
+        // LENCHECK(l): `[bad opt]` when the header has too few bytes left,
+        // a truncation mark when the capture does.
+        macro_rules! lencheck {
+            ($l:expr) => {{
+                let l: u32 = $l;
+                if l > hlen {
+                    return bad(s, ch);
+                }
+                if cp + l as usize > avail {
+                    return trunc(s, ch, proto);
+                }
+            }};
+        }
+        match opt {
+            2 => {
+                datalen = 2;
+                lencheck!(2);
+                let _ = write!(s, " {}", be16(&opts[cp..]));
+            }
+            3 => {
+                datalen = 1;
+                lencheck!(1);
+                let _ = write!(s, " {}", opts[cp]);
+            }
+            5 => {
+                datalen = len - 2;
+                if datalen % 8 != 0 {
+                    s.push_str(" invalid sack");
+                } else {
+                    let _ = write!(s, " {} ", datalen / 8);
+                    let mut i = 0;
+                    while i < datalen {
+                        lencheck!(i + 4);
+                        let mut a = be32(&opts[cp + i as usize..]);
+                        lencheck!(i + 8);
+                        let mut b = be32(&opts[cp + i as usize + 4..]);
+                        let base = if ctx.rev { ctx.thseq } else { ctx.thack };
+                        a = a.wrapping_sub(base);
+                        b = b.wrapping_sub(base);
+                        let _ = write!(s, "{{{a}:{b}}}");
+                        i += 8;
+                    }
+                }
+            }
+            6 | 7 | 11 | 12 | 13 => {
+                datalen = 4;
+                lencheck!(4);
+                let _ = write!(s, " {}", be32(&opts[cp..]));
+            }
+            8 => {
+                datalen = 8;
+                lencheck!(8);
+                let _ = write!(s, " val {} ecr {}", be32(&opts[cp..]), be32(&opts[cp + 4..]));
+            }
+            19 => {
+                datalen = 16;
+                lencheck!(16);
+                s.push(' ');
+                // tcpdump built with libcrypto, no -M secret.
+                if ctx.payload_len > ctx.payload_cap {
+                    s.push_str("snaplen too short, ");
+                } else {
+                    s.push_str("shared secret not supplied with -M, ");
+                }
+                s.push_str("can't check - ");
+                for b in &opts[cp..cp + 16] {
+                    let _ = write!(s, "{b:02x}");
+                }
+            }
+            20 => {
+                datalen = 2;
+                lencheck!(2);
+                let _ = write!(s, " cap {:02x} id {}", opts[cp], opts[cp + 1]);
+            }
+            29 => {
+                datalen = len - 2;
+                if datalen < 2 {
+                    s.push_str(" (invalid)");
+                } else {
+                    lencheck!(1);
+                    let _ = write!(s, " keyid {}", opts[cp]);
+                    lencheck!(2);
+                    let _ = write!(s, " rnextkeyid {}", opts[cp + 1]);
+                    if datalen > 2 {
+                        s.push_str(" mac 0x");
+                        for i in 2..datalen {
+                            lencheck!(i + 1);
+                            let _ = write!(s, "{:02x}", opts[cp + i as usize]);
+                        }
+                    }
+                }
+            }
+            0 | 1 | 4 => {}
+            28 => {
+                datalen = 2;
+                lencheck!(2);
+                let mut uto = be16(&opts[cp..]) as u32;
+                let _ = write!(s, " 0x{uto:x}");
+                if uto & 1 != 0 {
+                    uto = (uto >> 1) * 60;
+                } else {
+                    uto >>= 1;
+                }
+                let _ = write!(s, " {uto}");
+            }
+            30 => {
+                datalen = len - 2;
+                lencheck!(datalen);
+                *proto = "mptcp";
+                if !mptcp::print(s, &opts[cp - 2..cp - 2 + len as usize], ctx.fl) {
+                    return bad(s, ch);
+                }
+            }
+            34 => {
+                datalen = len - 2;
+                lencheck!(datalen);
+                s.push(' ');
+                fastopen(s, &opts[cp..cp + datalen as usize], false);
+            }
+            254 => {
+                datalen = len - 2;
+                lencheck!(datalen);
+                if datalen < 2 {
+                    return bad(s, ch);
+                }
+                let magic = be16(&opts[cp..]);
+                s.push('-');
+                if magic == 0xf989 {
+                    fastopen(s, &opts[cp + 2..cp + datalen as usize], true);
+                } else {
+                    let _ = write!(s, "{magic:04x}");
+                }
+            }
+            _ => {
+                datalen = len - 2;
+                if datalen > 0 {
+                    s.push_str(" 0x");
+                }
+                for i in 0..datalen {
+                    lencheck!(i + 1);
+                    let _ = write!(s, "{:02x}", opts[cp + i as usize]);
+                }
+            }
+        }
+        cp += datalen as usize;
+        hlen -= datalen;
+        let mut seen = datalen + 1;
+        if !zerolen {
+            seen += 1;
+        }
+        if seen != len {
+            let _ = write!(s, "[len {len}]");
+        }
+        ch = true;
+        if opt == 0 {
+            break;
+        }
+    }
+    s.push(']');
+    OptEnd::Done
+}
+
+fn bad(s: &mut String, ch: bool) -> OptEnd {
+    s.push_str("[bad opt]");
+    if ch {
+        s.push(']');
+    }
+    OptEnd::Stop
+}
+
+fn trunc(s: &mut String, ch: bool, proto: &str) -> OptEnd {
+    let _ = write!(s, " [|{proto}]");
+    if ch {
+        s.push('>');
+    }
+    OptEnd::Stop
+}
+
+fn fastopen(s: &mut String, data: &[u8], exp: bool) {
+    if exp {
+        s.push_str("tfo");
+    }
+    if data.is_empty() {
+        s.push_str(" cookiereq");
+    } else if data.len() % 2 != 0 || data.len() < 4 || data.len() > 16 {
+        s.push_str(" (invalid)");
+    } else {
+        s.push_str(" cookie ");
+        for b in data {
+            let _ = write!(s, "{b:02x}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
