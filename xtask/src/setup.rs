@@ -446,6 +446,8 @@ fn ensure_bpf_linker(m: &Machine, llvm_major: u32) -> Result<()> {
         &format!("cargo install bpf-linker@{BPF_LINKER_VERSION} (LLVM {llvm_major}; about a minute)"),
         m.command(&m.cargo)
             .env("LLVM_PREFIX", &prefix)
+            // Build in cargo's own temporary folder, not the project's target.
+            .env_remove("CARGO_TARGET_DIR")
             .args(["install", &format!("bpf-linker@{BPF_LINKER_VERSION}"), "--locked"])
             .args(["--no-default-features", "--features", &format!("llvm-{llvm_major}"), "--force"])
             .arg("--root")
