@@ -282,7 +282,7 @@ impl<R: Read> CaptureReader<R> {
             _ => return Err(CaptureError::Bad { offset: at, what: "bad byte-order magic in section header".into() }),
         };
         let total = u32_at(&b[0..], big);
-        if total < 28 || total % 4 != 0 || total > MAX_BLOCK {
+        if total < 28 || !total.is_multiple_of(4) || total > MAX_BLOCK {
             return Err(CaptureError::Bad { offset: at, what: format!("bad section header block length {total}") });
         }
         let mut rest = vec![0u8; total as usize - 12];
@@ -325,7 +325,7 @@ impl<R: Read> CaptureReader<R> {
                     }
                 };
                 let total = u32_at(&head[4..], big);
-                if total < 28 || total % 4 != 0 || total > MAX_BLOCK {
+                if total < 28 || !total.is_multiple_of(4) || total > MAX_BLOCK {
                     return Err(CaptureError::Bad { offset: at, what: format!("bad section header block length {total}") });
                 }
                 self.skip(total as u64 - 12, "section header block")?;
@@ -336,7 +336,7 @@ impl<R: Read> CaptureReader<R> {
             let big = self.pcapng_big();
             let btype = u32_at(&head[0..], big);
             let total = u32_at(&head[4..], big);
-            if total < 12 || total % 4 != 0 || total > MAX_BLOCK {
+            if total < 12 || !total.is_multiple_of(4) || total > MAX_BLOCK {
                 return Err(CaptureError::Bad { offset: at, what: format!("bad block length {total}") });
             }
             let mut body = vec![0u8; total as usize - 8];

@@ -4,12 +4,12 @@
 use std::io::{self, Write};
 
 use anyhow::Context;
-use tcptrace_common::{SliceFrame, filter::matches, parse_headers, fill_record, PacketRecord};
+use tcptrace_common::{PacketRecord, SliceFrame, fill_record, filter::matches, parse_headers};
 
 use crate::capture;
 use crate::cli::Args;
 use crate::filter::filter_from_args;
-use crate::format::{FormatOptions, Formatter};
+use crate::format::{FormatOptions, Formatter, LinkInfo};
 
 /// Whether an error is a closed pipe on the output (ends the run quietly).
 fn is_broken_pipe(e: &io::Error) -> bool {
@@ -47,7 +47,7 @@ pub fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
         let mut rec = PacketRecord::zeroed();
         fill_record(&frame, &h, &mut rec);
         line.clear();
-        fmt.write_packet(pkt.ts, &rec, &mut line);
+        fmt.write_packet_link(pkt.ts, LinkInfo::from_frame(pkt.link, &pkt.data), &rec, &mut line);
         let w = out.write_all(&line).and_then(|()| if args.line_buffered { out.flush() } else { Ok(()) });
         match w {
             Ok(()) => {}

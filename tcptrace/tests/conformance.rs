@@ -61,21 +61,25 @@ fn cut_rule() {
     assert!(!is_app_layer_cut("a, win 5, length 0", "a, win 5"));
 }
 
-#[test]
-fn corpus() {
-    // SAFETY: this is the only test in this binary that reads the
-    // environment or the time zone.
+/// Runs every row of a manifest (`capture`, `arguments`, `expected output`,
+/// paths relative to `dir`); returns the number of rows and the failures.
+fn run_manifest(dir: &Path, manifest: &str, strip_tcp: bool) -> (usize, Vec<String>) {
+    // SAFETY: the tests of this binary only ever set TZ to the same value.
     unsafe { std::env::set_var("TZ", "UTC") };
-    let dir = corpus_dir();
-    let manifest = std::fs::read_to_string(dir.join("MANIFEST.tsv"))
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.join("MANIFEST.tsv").display()));
+    let manifest = std::fs::read_to_string(dir.join(manifest))
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.join(manifest).display()));
     let mut rows = 0;
     let mut failures = Vec::new();
     for line in manifest.lines().skip(1).filter(|l| !l.trim().is_empty()) {
         let cols: Vec<&str> = line.split('\t').collect();
         let (args_text, expected_file) = (cols[1], cols[2]);
         let mut argv: Vec<String> = args_text.split_whitespace().map(str::to_string).collect();
-        assert_eq!(argv.pop().as_deref(), Some("tcp"), "row {line}: arguments should end in 'tcp'");
+        if strip_tcp {
+            assert_eq!(argv.pop().as_deref(), Some("tcp"), "row {line}: arguments should end in 'tcp'");
+        } else {
+            argv.push("-r".into());
+            argv.push(cols[0].into());
+        }
         // Paths in the manifest are relative to the corpus directory.
         if let Some(i) = argv.iter().position(|a| a == "-r") {
             argv[i + 1] = dir.join(&argv[i + 1]).display().to_string();
@@ -100,10 +104,31 @@ fn corpus() {
             failures.push(format!("{args_text} (vs {expected_file}):\n{diff}"));
         }
     }
+    (rows, failures)
+}
+
+#[test]
+fn corpus() {
+    let (rows, failures) = run_manifest(&corpus_dir(), "MANIFEST.tsv", true);
     assert_eq!(rows, 68, "MANIFEST.tsv should have 68 rows");
     assert!(
         failures.is_empty(),
         "{} of {rows} conformance rows differ:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+/// Captures made for this repository (`tests/crafted/make_crafted.py`), with
+/// tcpdump 4.99.3's output for each.
+#[test]
+fn crafted() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/crafted");
+    let (rows, failures) = run_manifest(&dir, "CASES.tsv", false);
+    assert!(rows > 0);
+    assert!(
+        failures.is_empty(),
+        "{} of {rows} crafted cases differ:\n\n{}",
         failures.len(),
         failures.join("\n\n")
     );

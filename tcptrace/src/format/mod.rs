@@ -43,6 +43,30 @@ impl FormatOptions {
     }
 }
 
+/// What tcpdump prints from the link-layer header at default verbosity: only
+/// Linux cooked capture v2 shows anything (the interface name, padded to 5,
+/// and the packet type, padded to 3). The record does not carry it; the
+/// capture-file path reads it from the frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LinkInfo {
+    #[default]
+    None,
+    Sll2 { ifindex: u32, pkttype: u8 },
+}
+
+impl LinkInfo {
+    /// Reads the SLL2 fields of a frame of the given link type.
+    pub fn from_frame(link: tcptrace_common::LinkType, data: &[u8]) -> Self {
+        match (link, data.get(..20)) {
+            (tcptrace_common::LinkType::LinuxSll2, Some(h)) => LinkInfo::Sll2 {
+                ifindex: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
+                pkttype: h[10],
+            },
+            _ => LinkInfo::None,
+        }
+    }
+}
+
 /// A conversation as tcpdump keys it: lower port (or address) first.
 type ConvKey = ([u8; 16], [u8; 16], u32);
 
@@ -62,6 +86,7 @@ pub struct Formatter {
     conv4: HashMap<ConvKey, Bases>,
     conv6: HashMap<ConvKey, Bases>,
     ports: Option<PortNames>,
+    ifnames: HashMap<u32, String>,
 }
 
 /// How the option list ended.
@@ -89,13 +114,31 @@ impl Formatter {
             conv4: HashMap::new(),
             conv6: HashMap::new(),
             ports: if opts.numeric { None } else { ports },
+            ifnames: HashMap::new(),
         }
     }
 
     /// Appends one line (ending in `\n`) for `rec` seen at `ts`.
     pub fn write_packet(&mut self, ts: Timestamp, rec: &PacketRecord, out: &mut Vec<u8>) {
+        self.write_packet_link(ts, LinkInfo::None, rec, out);
+    }
+
+    /// Like [`Formatter::write_packet`], with what the link layer prints.
+    pub fn write_packet_link(&mut self, ts: Timestamp, link: LinkInfo, rec: &PacketRecord, out: &mut Vec<u8>) {
         self.ts.print(out, self.opts.ts_mode, self.opts.nano, ts);
         let mut s = String::with_capacity(160);
+        if let LinkInfo::Sll2 { ifindex, pkttype } = link {
+            let name = self.ifnames.entry(ifindex).or_insert_with(|| ifname(ifindex)).clone();
+            let ptype = match pkttype {
+                0 => "In",
+                1 => "B",
+                2 => "M",
+                3 => "P",
+                4 => "Out",
+                _ => "?",
+            };
+            let _ = write!(s, "{name:<5} {ptype:<3} ");
+        }
         match rec.family {
             4 => self.ipv4(rec, &mut s),
             6 => self.ipv6(rec, &mut s),
@@ -387,6 +430,18 @@ impl Formatter {
     }
 }
 
+/// `if_indextoname`, or `?` (as tcpdump does).
+fn ifname(ifindex: u32) -> String {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: the buffer holds IF_NAMESIZE bytes, as if_indextoname requires.
+    let p = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return "?".into();
+    }
+    // SAFETY: on success the buffer holds a NUL-terminated name.
+    unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned()
+}
+
 /// What the option printer needs from the segment.
 struct OptCtx {
     fl: u8,
@@ -504,7 +559,7 @@ fn print_options(
             }
             5 => {
                 datalen = len - 2;
-                if datalen % 8 != 0 {
+                if !datalen.is_multiple_of(8) {
                     s.push_str(" invalid sack");
                 } else {
                     let _ = write!(s, " {} ", datalen / 8);
@@ -662,7 +717,7 @@ fn fastopen(s: &mut String, data: &[u8], exp: bool) {
     }
     if data.is_empty() {
         s.push_str(" cookiereq");
-    } else if data.len() % 2 != 0 || data.len() < 4 || data.len() > 16 {
+    } else if !data.len().is_multiple_of(2) || data.len() < 4 || data.len() > 16 {
         s.push_str(" (invalid)");
     } else {
         s.push_str(" cookie ");

@@ -55,10 +55,10 @@ pub(crate) fn print(s: &mut String, o: &[u8], flags: u8) -> bool {
             true
         }
         1 => {
-            if !(len == 12 && flags & SYN != 0)
-                && !(len == 16 && flags & (SYN | ACK) == (SYN | ACK))
-                && !(len == 24 && flags & ACK != 0)
-            {
+            let ok = (len == 12 && flags & SYN != 0)
+                || (len == 16 && flags & (SYN | ACK) == (SYN | ACK))
+                || (len == 24 && flags & ACK != 0);
+            if !ok {
                 return false;
             }
             if len != 24 {

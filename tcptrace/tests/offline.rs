@@ -1,0 +1,101 @@
+//! `offline::run` beyond the corpus: -c, the --port/--flags filter, a capture
+//! cut short, and a closed output pipe.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use tcptrace::cli::Args;
+
+fn pcap(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/pcap").join(name)
+}
+
+fn run(argv: &[&str]) -> (anyhow::Result<()>, String) {
+    // SAFETY: the tests of this binary only ever set TZ to the same value.
+    unsafe { std::env::set_var("TZ", "UTC") };
+    let args = Args::try_parse_from(std::iter::once("tcptrace").chain(argv.iter().copied())).unwrap();
+    let mut out = Vec::new();
+    let r = tcptrace::offline::run(&args, &mut out);
+    (r, String::from_utf8(out).unwrap())
+}
+
+fn expected(name: &str) -> Vec<String> {
+    std::fs::read_to_string(pcap(name)).unwrap().lines().map(str::to_string).collect()
+}
+
+#[test]
+fn count_limits_lines() {
+    let p = pcap("synthetic-tcp4-edge.pcap");
+    let (r, out) = run(&["-n", "-c", "5", "-r", p.to_str().unwrap()]);
+    r.unwrap();
+    let exp = expected("synthetic-tcp4-edge.pcap.n.out");
+    assert_eq!(out.lines().collect::<Vec<_>>(), exp[..5].iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+#[test]
+fn port_and_flag_filter() {
+    let p = pcap("synthetic-tcp4-edge.pcap");
+    // Relative numbers differ once other conversations are filtered out, so
+    // compare with -S.
+    let exp = expected("synthetic-tcp4-edge.pcap.nnS.out");
+    let (r, out) = run(&["-n", "-S", "--port", "5002", "-r", p.to_str().unwrap()]);
+    r.unwrap();
+    let want: Vec<&str> = exp.iter().map(String::as_str).filter(|l| l.contains(".5002")).collect();
+    assert_eq!(out.lines().collect::<Vec<_>>(), want);
+    assert_eq!(want.len(), 4);
+
+    let (r, out) = run(&["-n", "-S", "--flags", "SYN,FIN", "-r", p.to_str().unwrap()]);
+    r.unwrap();
+    let want: Vec<&str> = exp
+        .iter()
+        .map(String::as_str)
+        .filter(|l| l.contains("Flags [") && l.split("Flags [").nth(1).unwrap().split(']').next().unwrap().contains(['S', 'F']))
+        .collect();
+    assert_eq!(out.lines().collect::<Vec<_>>(), want);
+}
+
+#[test]
+fn truncated_capture_prints_then_fails() {
+    let data = std::fs::read(pcap("whois.pcap")).unwrap();
+    let path = std::env::temp_dir().join(format!("tcptrace-trunc-{}.pcap", std::process::id()));
+    std::fs::write(&path, &data[..data.len() - 10]).unwrap();
+    let (r, out) = run(&["-n", "-r", path.to_str().unwrap()]);
+    std::fs::remove_file(&path).ok();
+    let err = format!("{:#}", r.unwrap_err());
+    assert!(err.contains("truncated") && err.contains("at byte"), "{err}");
+    let exp = expected("whois.pcap.n.out");
+    let got: Vec<&str> = out.lines().collect();
+    assert_eq!(got.len(), exp.len() - 1);
+    for (g, e) in got.iter().zip(&exp) {
+        assert!(e.starts_with(g), "{g} / {e}");
+    }
+}
+
+#[test]
+fn not_a_capture() {
+    let path = std::env::temp_dir().join(format!("tcptrace-bad-{}.pcap", std::process::id()));
+    std::fs::write(&path, b"hello world, not a pcap").unwrap();
+    let (r, out) = run(&["-n", "-r", path.to_str().unwrap()]);
+    std::fs::remove_file(&path).ok();
+    assert!(format!("{:#}", r.unwrap_err()).contains("magic"));
+    assert!(out.is_empty());
+}
+
+struct ClosedPipe;
+
+impl Write for ClosedPipe {
+    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+        Err(io::Error::from(io::ErrorKind::BrokenPipe))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Err(io::Error::from(io::ErrorKind::BrokenPipe))
+    }
+}
+
+#[test]
+fn broken_pipe_is_quiet() {
+    let p = pcap("whois.pcap");
+    let args = Args::try_parse_from(["tcptrace", "-n", "-r", p.to_str().unwrap()]).unwrap();
+    tcptrace::offline::run(&args, &mut ClosedPipe).unwrap();
+}
