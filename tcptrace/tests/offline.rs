@@ -99,3 +99,56 @@ fn broken_pipe_is_quiet() {
     let args = Args::try_parse_from(["tcptrace", "-n", "-r", p.to_str().unwrap()]).unwrap();
     tcptrace::offline::run(&args, &mut ClosedPipe).unwrap();
 }
+
+/// Every frame of the corpus, cut at every length and with bytes flipped,
+/// goes through the parser and the formatter without a panic.
+#[test]
+fn cut_and_mangled_frames_do_not_panic() {
+    use tcptrace::format::{FormatOptions, Formatter, Timestamp};
+    use tcptrace_common::{SliceFrame, parse_frame};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/pcap");
+    let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for absolute in [false, true] {
+        let mut f = Formatter::new(FormatOptions {
+            ts_mode: tcptrace::cli::TimestampMode::DeltaPrev,
+            nano: false,
+            absolute,
+            numeric: true,
+        });
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.to_string_lossy().into_owned();
+            if !(name.ends_with(".pcap") || name.ends_with(".pcapng")) {
+                continue;
+            }
+            let reader = tcptrace::capture::open(&path).unwrap();
+            for pkt in reader.take(60) {
+                let pkt = pkt.unwrap();
+                let n = pkt.data.len().min(120);
+                for cut in 0..=n {
+                    let mut data = pkt.data[..cut].to_vec();
+                    for _ in 0..2 {
+                        let r = next();
+                        if cut > 0 && r % 3 == 0 {
+                            let i = (r >> 8) as usize % cut;
+                            data[i] = (r >> 32) as u8;
+                        }
+                        let frame = SliceFrame { data: &data, wire_len: pkt.wire_len };
+                        if let Ok(rec) = parse_frame(&frame, pkt.link) {
+                            out.clear();
+                            f.write_packet(Timestamp::micros(next() as i64 % 100, next() % 2_000_000), &rec, &mut out);
+                            assert!(out.ends_with(b"\n"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
