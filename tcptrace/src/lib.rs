@@ -7,3 +7,22 @@ pub mod filter;
 pub mod format;
 pub mod loader;
 pub mod offline;
+pub mod live;
+pub mod output;
+
+/// An error in how tcptrace was called (exit status 2, like clap's own).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Adds the capabilities to an error caused by missing privileges.
+pub fn privilege_hint(e: loader::LoadError) -> anyhow::Error {
+    let text = format!("{e:?}");
+    if text.contains("PermissionDenied") || text.contains("Operation not permitted") {
+        anyhow::Error::new(e).context(
+            "not permitted: tcptrace needs root or the capabilities CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON",
+        )
+    } else {
+        e.into()
+    }
+}

@@ -117,6 +117,13 @@ impl Tracer {
             return Err(LoadError::NoInterface(iface.to_string()));
         }
         let hook = ingress_hook(mode);
+        // Below 6.6 there is no tcx: TC programs go on a clsact qdisc. Adding
+        // it fails when it is already there; a real problem shows up in the
+        // attach below.
+        use aya::util::KernelVersion;
+        if KernelVersion::current().is_ok_and(|v| v < KernelVersion::new(6, 6, 0)) {
+            let _ = aya::programs::tc::qdisc_add_clsact(iface);
+        }
         let attach_err = |what| {
             let iface = iface.to_string();
             move |source| LoadError::Attach { iface, what, source }

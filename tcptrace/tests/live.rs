@@ -1,0 +1,227 @@
+//! End-to-end: real sockets in two namespaces joined by a veth pair, traced by
+//! tcptrace and by the real tcpdump on the same interface at the same time.
+//! Both must print the same lines in the same order, with timestamps within
+//! 1 ms of each other. Needs root; run by `cargo xtask test`.
+
+mod support;
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
+    process::{Child, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use support::netns::{NetPair, in_ns, is_root};
+
+/// A tracer process and the lines it printed on stderr so far.
+struct Proc {
+    name: &'static str,
+    child: Child,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    fn spawn(name: &'static str, mut cmd: std::process::Command) -> Self {
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect(name);
+        let err = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Self { name, child, stderr: rx }
+    }
+
+    /// Waits for a stderr line containing `what`.
+    fn wait_for(&self, what: &str) {
+        loop {
+            match self.stderr.recv_timeout(Duration::from_secs(30)) {
+                Ok(l) if l.contains(what) => return,
+                Ok(_) => {}
+                Err(e) => panic!("{}: no '{what}' on stderr: {e}", self.name),
+            }
+        }
+    }
+
+    /// SIGINT, then its standard output, stderr and exit status.
+    fn stop(mut self) -> (String, String, i32) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let mut out = String::new();
+        self.child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        let status = self.child.wait().unwrap();
+        let err: Vec<String> = self.stderr.try_iter().collect();
+        (out, err.join("\n"), status.code().unwrap_or(-1))
+    }
+}
+
+fn start_tracers(pair: &NetPair, ports: &[u16]) -> (Proc, Proc) {
+    let mut tt = NetPair::command(&pair.a, env!("CARGO_BIN_EXE_tcptrace"));
+    tt.args(["-i", &pair.if_a, "-n", "-tt", "--no-states"]);
+    for p in ports {
+        tt.args(["--port", &p.to_string()]);
+    }
+    let filter = ports.iter().map(|p| format!("tcp port {p}")).collect::<Vec<_>>().join(" or ");
+    let mut td = NetPair::command(&pair.a, "tcpdump");
+    td.args(["-i", &pair.if_a, "-n", "-tt", "-l", &filter]);
+    let tt = Proc::spawn("tcptrace", tt);
+    let td = Proc::spawn("tcpdump", td);
+    tt.wait_for("listening on");
+    td.wait_for("listening on");
+    (tt, td)
+}
+
+/// Splits `-tt` lines into (seconds, rest); an empty line (tcpdump ends with
+/// one when stopped by a signal) has no timestamp.
+fn split(lines: &str) -> Vec<(Option<f64>, String)> {
+    lines
+        .lines()
+        .map(|l| match l.split_once(' ') {
+            Some((ts, rest)) => (ts.parse::<f64>().ok(), rest.to_string()),
+            None => (None, l.to_string()),
+        })
+        .collect()
+}
+
+/// Compares tcptrace's output with tcpdump's: the same lines in the same
+/// order, timestamps within 1 ms. Shows both on failure.
+fn compare(tcptrace: &str, tcpdump: &str) {
+    let (a, b) = (split(tcptrace), split(tcpdump));
+    let same_text = a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| x.1 == y.1 && x.0.is_some() == y.0.is_some());
+    assert!(same_text, "lines differ\n--- tcptrace\n{tcptrace}--- tcpdump\n{tcpdump}");
+    for ((ta, la), (tb, _)) in a.iter().zip(&b) {
+        if let (Some(ta), Some(tb)) = (ta, tb) {
+            assert!((ta - tb).abs() <= 0.001, "timestamps {ta} vs {tb} more than 1 ms apart on {la}");
+        }
+    }
+}
+
+fn listen(pair: &NetPair, addr: String) -> (TcpListener, SocketAddr) {
+    let l = in_ns(&pair.b, move || TcpListener::bind(addr).unwrap()).join().unwrap();
+    let a = l.local_addr().unwrap();
+    (l, a)
+}
+
+/// A client in namespace a talks to a server in namespace b: request, reply,
+/// then the client closes first.
+fn exchange(pair: &NetPair, listener: TcpListener, to: SocketAddr) {
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf).unwrap();
+        s.write_all(b"world!").unwrap();
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).unwrap();
+    });
+    in_ns(&pair.a, move || {
+        let mut c = TcpStream::connect(to).unwrap();
+        c.write_all(b"hello").unwrap();
+        let mut buf = [0u8; 6];
+        c.read_exact(&mut buf).unwrap();
+        c.shutdown(Shutdown::Both).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    })
+    .join()
+    .unwrap();
+    server.join().unwrap();
+}
+
+fn settle() {
+    std::thread::sleep(Duration::from_millis(300));
+}
+
+#[test]
+#[ignore = "needs root"]
+fn ipv4_connection_refused_and_reset_match_tcpdump() {
+    assert!(is_root(), "run as root (cargo xtask test does)");
+    let pair = NetPair::new();
+    let (listener, to) = listen(&pair, format!("{}:0", pair.addr_b));
+    // A port nobody listens on (refused), and a connection reset with SO_LINGER 0.
+    let closed = listen(&pair, format!("{}:0", pair.addr_b)).1;
+    let (rst_listener, rst_to) = listen(&pair, format!("{}:0", pair.addr_b));
+    let refused_port = closed.port();
+    drop(closed);
+    let ports = [to.port(), refused_port, rst_to.port()];
+    let (tt, td) = start_tracers(&pair, &ports);
+
+    exchange(&pair, listener, to);
+    let refused = std::net::SocketAddr::new(to.ip(), refused_port);
+    let err = in_ns(&pair.a, move || TcpStream::connect(refused).unwrap_err()).join().unwrap();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+    let server = std::thread::spawn(move || rst_listener.accept().unwrap().0);
+    in_ns(&pair.a, move || {
+        let c = TcpStream::connect(rst_to).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        linger_zero(&c);
+        drop(c);
+    })
+    .join()
+    .unwrap();
+    drop(server.join().unwrap());
+    settle();
+
+    let (tt_out, tt_err, tt_rc) = tt.stop();
+    let (td_out, _, _) = td.stop();
+    assert_eq!(tt_rc, 0, "tcptrace exit status; stderr:\n{tt_err}");
+    assert!(tt_out.lines().count() >= 10 + 2 + 4, "too few lines:\n{tt_out}");
+    assert!(tt_out.contains("Flags [R.]"), "no reset seen:\n{tt_out}");
+    compare(&tt_out, &td_out);
+    let packets = tt_out.lines().filter(|l| !l.is_empty()).count();
+    assert!(tt_err.contains(&format!("{packets} packets captured")), "{tt_err}");
+    assert!(tt_err.contains("0 packets dropped by kernel"), "{tt_err}");
+}
+
+/// Sets SO_LINGER {on, 0} so that close() sends a RST.
+fn linger_zero(s: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let l = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: valid socket fd and a correctly sized option value.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&l as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as u32,
+        )
+    };
+    assert_eq!(rc, 0);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn ipv6_connection_matches_tcpdump() {
+    assert!(is_root(), "run as root (cargo xtask test does)");
+    let pair = NetPair::new();
+    let (listener, to) = listen(&pair, format!("[{}]:0", pair.addr6_b));
+    let (tt, td) = start_tracers(&pair, &[to.port()]);
+    exchange(&pair, listener, to);
+    settle();
+    let (tt_out, tt_err, tt_rc) = tt.stop();
+    let (td_out, _, _) = td.stop();
+    assert_eq!(tt_rc, 0, "tcptrace exit status; stderr:\n{tt_err}");
+    assert!(tt_out.lines().count() >= 8, "too few lines:\n{tt_out}");
+    assert!(tt_out.contains(" IP6 "), "{tt_out}");
+    compare(&tt_out, &td_out);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn traffic_on_other_ports_is_not_shown() {
+    assert!(is_root(), "run as root (cargo xtask test does)");
+    let pair = NetPair::new();
+    let (listener, to) = listen(&pair, format!("{}:0", pair.addr_b));
+    let (other, other_to) = listen(&pair, format!("{}:0", pair.addr_b));
+    let (tt, td) = start_tracers(&pair, &[to.port()]);
+    exchange(&pair, other, other_to);
+    exchange(&pair, listener, to);
+    settle();
+    let (tt_out, tt_err, tt_rc) = tt.stop();
+    let (td_out, _, _) = td.stop();
+    assert_eq!(tt_rc, 0, "stderr:\n{tt_err}");
+    assert!(!tt_out.contains(&format!(".{}:", other_to.port())), "{tt_out}");
+    compare(&tt_out, &td_out);
+}

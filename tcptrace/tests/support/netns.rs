@@ -1,0 +1,93 @@
+//! Two network namespaces joined by a veth pair, made and removed by a test.
+#![allow(dead_code)]
+
+use std::{
+    fs::File,
+    os::fd::AsRawFd,
+    process::{Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// Namespaces `a` and `b`; interface `if_a` in `a` is joined to `if_b` in `b`.
+pub struct NetPair {
+    pub a: String,
+    pub b: String,
+    pub if_a: String,
+    pub if_b: String,
+    pub addr_a: String,
+    pub addr_b: String,
+    pub addr6_a: String,
+    pub addr6_b: String,
+}
+
+pub fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+}
+
+impl NetPair {
+    /// Makes a fresh pair with names unique to this process and call.
+    pub fn new() -> Self {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let id = format!("{}x{n}", std::process::id());
+        // Addresses are private to the two namespaces; a different /24 per
+        // pair keeps parallel tests apart.
+        let net = (std::process::id() as usize * 7 + n as usize) % 250 + 1;
+        let p = Self {
+            a: format!("ttA{id}"),
+            b: format!("ttB{id}"),
+            if_a: format!("tta{id}"),
+            if_b: format!("ttb{id}"),
+            addr_a: format!("10.77.{net}.1"),
+            addr_b: format!("10.77.{net}.2"),
+            addr6_a: format!("fd77:{net:x}::1"),
+            addr6_b: format!("fd77:{net:x}::2"),
+        };
+        ip(&["netns", "add", &p.a]);
+        ip(&["netns", "add", &p.b]);
+        ip(&["link", "add", &p.if_a, "netns", &p.a, "type", "veth", "peer", "name", &p.if_b, "netns", &p.b]);
+        for (ns, ifc, v4, v6) in [(&p.a, &p.if_a, &p.addr_a, &p.addr6_a), (&p.b, &p.if_b, &p.addr_b, &p.addr6_b)] {
+            ip(&["-n", ns, "addr", "add", &format!("{v4}/24"), "dev", ifc]);
+            ip(&["-n", ns, "addr", "add", &format!("{v6}/64"), "dev", ifc, "nodad"]);
+            ip(&["-n", ns, "link", "set", ifc, "up"]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        p
+    }
+
+    /// A command run inside namespace `ns`.
+    pub fn command(ns: &str, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns, program]);
+        c.stdin(Stdio::null());
+        c
+    }
+}
+
+impl Drop for NetPair {
+    fn drop(&mut self) {
+        for ns in [&self.a, &self.b] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// Runs `f` on a thread whose network namespace is `ns`: sockets it makes
+/// live there.
+pub fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<T> {
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        // SAFETY: setns on a valid namespace fd; it changes only this thread.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        f()
+    })
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
