@@ -13,7 +13,10 @@ pub struct FilterConfig {
     pub family: u8,
     /// 1 when [`PortBitmap`] lists the ports to trace; 0 traces every port.
     pub use_ports: u8,
-    pub _pad: [u8; 4],
+    /// 1 to send state-only records for state-relevant segments the flag
+    /// filter hides (see [`crate::conn`]).
+    pub track_states: u8,
+    pub _pad: [u8; 3],
 }
 
 const _: () = assert!(core::mem::size_of::<FilterConfig>() == 8);
@@ -57,6 +60,12 @@ impl Default for PortBitmap {
 /// match.
 #[inline(always)]
 pub fn matches(h: &Headers, cfg: &FilterConfig, ports: Option<&PortBitmap>) -> bool {
+    matches_endpoints(h, cfg, ports) && matches_flags(h, cfg)
+}
+
+/// The family and port part of [`matches`].
+#[inline(always)]
+pub fn matches_endpoints(h: &Headers, cfg: &FilterConfig, ports: Option<&PortBitmap>) -> bool {
     if cfg.family != 0 && cfg.family != h.family {
         return false;
     }
@@ -69,6 +78,12 @@ pub fn matches(h: &Headers, cfg: &FilterConfig, ports: Option<&PortBitmap>) -> b
             _ => return false,
         }
     }
+    true
+}
+
+/// The flag part of [`matches`].
+#[inline(always)]
+pub fn matches_flags(h: &Headers, cfg: &FilterConfig) -> bool {
     cfg.flag_mask == 0 || h.tcp_flags & cfg.flag_mask != 0
 }
 

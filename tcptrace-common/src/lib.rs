@@ -1,6 +1,7 @@
 //! Types and parsing shared by the tcptrace kernel programs and userspace.
 #![no_std]
 
+pub mod conn;
 pub mod filter;
 pub mod parse;
 pub mod record;

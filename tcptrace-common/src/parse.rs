@@ -11,7 +11,10 @@
 //! decide whether a frame matches the filter, and [`fill_record`] then copies
 //! everything into the record (in the kernel, directly into ring-buffer memory).
 
-use crate::record::{MAX_EXT, MAX_OPTIONS, Malformed, PacketRecord, RecordKind};
+use crate::{
+    conn::{ConnKey, Segment},
+    record::{MAX_EXT, MAX_OPTIONS, Malformed, PacketRecord, RecordKind},
+};
 
 /// Read access to a frame's bytes.
 pub trait Frame {
@@ -23,6 +26,17 @@ pub trait Frame {
     fn load<const N: usize>(&self, off: u32) -> Option<[u8; N]>;
     /// Copies `len` (1..=40) bytes starting at `off` into the front of `out`.
     fn load_options(&self, off: u32, len: u32, out: &mut [u8; MAX_OPTIONS]) -> bool;
+    /// Like [`Frame::load`], but straight into `out` (no copy on the stack).
+    #[inline(always)]
+    fn load_into<const N: usize>(&self, off: u32, out: &mut [u8; N]) -> bool {
+        match self.load::<N>(off) {
+            Some(v) => {
+                *out = v;
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// A frame held in memory (capture files, tests).
@@ -123,6 +137,11 @@ pub struct Headers {
     pub dport: u16,
     /// TCP flags byte plus AE (0x100); 0 when the fixed header was cut.
     pub tcp_flags: u16,
+    /// Sequence and acknowledgment numbers and the data offset in bytes
+    /// (0 when the fixed header was cut).
+    pub seq: u32,
+    pub ack: u32,
+    pub data_off: u8,
     /// IPv4 total length, or 40 + IPv6 payload length.
     pub ip_total_len: u32,
     /// IPv6 extension headers walked, their types, and the fragment field.
@@ -268,12 +287,45 @@ pub fn parse_headers<F: Frame>(f: &F, link_type: LinkType) -> Result<Headers, Sk
         h.sport = be16([t[0], t[1]]);
         h.dport = be16([t[2], t[3]]);
         h.tcp_flags = t[13] as u16 | (((t[12] & 0x01) as u16) << 8);
+        h.seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
+        h.ack = u32::from_be_bytes([t[8], t[9], t[10], t[11]]);
+        h.data_off = (t[12] >> 4) * 4;
     } else if let Some(p) = f.load::<4>(l4) {
         h.tcp_fixed = 4;
         h.sport = be16([p[0], p[1]]);
         h.dport = be16([p[2], p[3]]);
     }
     Ok(h)
+}
+
+impl Headers {
+    /// What the connection logic needs of this segment.
+    #[inline(always)]
+    pub fn segment(&self) -> Segment {
+        let payload = self.ip_total_len.saturating_sub(self.l4_off).saturating_sub(self.data_off as u32);
+        Segment { flags: self.tcp_flags, seq: self.seq, ack: self.ack, payload }
+    }
+}
+
+/// Fills `key` with the connection this segment belongs to and returns the
+/// index of its sender in the key (see [`ConnKey`]), or `None` when the
+/// addresses cannot be read.
+#[inline(always)]
+pub fn conn_key<F: Frame>(f: &F, h: &Headers, key: &mut ConnKey) -> Option<usize> {
+    *key = ConnKey::default();
+    key.family = h.family;
+    if h.family == 4 {
+        let a: [u8; 8] = f.load(h.l3_off + 12)?;
+        key.addr[0][..4].copy_from_slice(&a[..4]);
+        key.addr[1][..4].copy_from_slice(&a[4..]);
+    } else {
+        let [src, dst] = &mut key.addr;
+        if !f.load_into(h.l3_off + 8, src) || !f.load_into(h.l3_off + 24, dst) {
+            return None;
+        }
+    }
+    key.port = [h.sport, h.dport];
+    Some(key.canonicalize())
 }
 
 /// Copies everything the record carries. `h` must come from

@@ -183,7 +183,8 @@ u8_enum!(
     RecordKind {
         /// A packet that passed the filter: printed as a packet line.
         Packet = 1,
-        /// Sent only because it changes a connection's state; never printed.
+        /// Sent only because it changes a connection's state (the flag filter
+        /// hides it); never printed as a packet line.
         StateOnly = 2,
     }
 );
@@ -241,6 +242,14 @@ pub mod counter {
     pub const RINGBUF_FULL: u32 = 4;
     /// IPv4 or IPv6 fragments other than the first (skipped).
     pub const LATER_FRAGMENTS: u32 = 5;
+    /// Segments the flag filter hid but that change a connection's state, to
+    /// be sent as state-only records. Every matched or state-only segment is
+    /// either emitted or lost: `EMITTED + RINGBUF_FULL == MATCHED + STATE_ONLY`.
+    pub const STATE_ONLY: u32 = 6;
+    /// Connections entered in the connection map.
+    pub const CONN_NEW: u32 = 7;
+    /// Connections removed from it because they ended (RST, both FINs acked).
+    pub const CONN_CLOSED: u32 = 8;
     /// Number of counters.
-    pub const COUNT: u32 = 6;
+    pub const COUNT: u32 = 9;
 }

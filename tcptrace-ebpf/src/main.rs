@@ -12,13 +12,14 @@ use aya_ebpf::{
     bindings::{TC_ACT_UNSPEC, xdp_action, xdp_md, __sk_buff},
     helpers::{bpf_ktime_get_boot_ns, bpf_skb_load_bytes, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
     macros::{classifier, map, xdp},
-    maps::{Array, PerCpuArray, RingBuf},
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
     programs::{TcContext, XdpContext},
 };
 use tcptrace_common::{
-    FilterConfig, Frame, LinkType, PacketRecord, PortBitmap, Skip,
-    filter::matches,
-    parse::{fill_record, parse_headers},
+    FilterConfig, Frame, LinkType, PacketRecord, PortBitmap, RecordKind, Skip,
+    conn::{self, ConnKey, ConnState, Step},
+    filter::{matches_endpoints, matches_flags},
+    parse::{Headers, conn_key, fill_record, parse_headers},
     record::{Direction, MALFORMED_KINDS, MAX_OPTIONS, counter},
 };
 
@@ -33,6 +34,16 @@ static CONFIG: Array<FilterConfig> = Array::with_max_entries(1, 0);
 /// Entry 0: the traced ports, when `CONFIG.use_ports` is set.
 #[map]
 static PORTS: Array<PortBitmap> = Array::with_max_entries(1, 0);
+
+/// What the kernel remembers of each connection on the traced ports, to send
+/// state-changing segments the flag filter hides. Its size is set by the
+/// loader; the least recently used entry makes room for a new one.
+#[map]
+static CONNS: LruHashMap<ConnKey, ConnState> = LruHashMap::with_max_entries(65536, 0);
+
+/// Scratch space for building a connection key off the small BPF stack.
+#[map]
+static KEY_SCRATCH: PerCpuArray<ConnKey> = PerCpuArray::with_max_entries(1, 0);
 
 /// Event counters, indexed by `tcptrace_common::record::counter`.
 #[map]
@@ -85,6 +96,10 @@ impl Frame for XdpFrame {
         let Some(len) = verifier_bounded_len(len) else { return false };
         unsafe { bpf_xdp_load_bytes(self.ctx, off, out.as_mut_ptr().cast(), len) == 0 }
     }
+    #[inline(always)]
+    fn load_into<const N: usize>(&self, off: u32, out: &mut [u8; N]) -> bool {
+        unsafe { bpf_xdp_load_bytes(self.ctx, off, out.as_mut_ptr().cast(), N as u32) == 0 }
+    }
 }
 
 struct SkbFrame {
@@ -112,6 +127,10 @@ impl Frame for SkbFrame {
         let Some(len) = verifier_bounded_len(len) else { return false };
         unsafe { bpf_skb_load_bytes(self.skb.cast(), off, out.as_mut_ptr().cast(), len) == 0 }
     }
+    #[inline(always)]
+    fn load_into<const N: usize>(&self, off: u32, out: &mut [u8; N]) -> bool {
+        unsafe { bpf_skb_load_bytes(self.skb.cast(), off, out.as_mut_ptr().cast(), N as u32) == 0 }
+    }
 }
 
 /// Parses, filters and emits one frame. Never fails: every outcome is counted.
@@ -132,24 +151,89 @@ fn trace<F: Frame>(frame: &F, ifindex: u32, direction: Direction) {
     };
     bump(&COUNTERS, counter::TCP);
     let Some(cfg) = CONFIG.get(0) else { return };
-    if !matches(&headers, cfg, PORTS.get(0)) {
+    if !matches_endpoints(&headers, cfg, PORTS.get(0)) {
         return;
     }
-    bump(&COUNTERS, counter::MATCHED);
+    // The connection map is only needed when the flag filter hides segments;
+    // shown segments update it too, so that it knows every SYN and FIN.
+    let shown = matches_flags(&headers, cfg);
+    let relevant = cfg.track_states != 0 && track(frame, &headers);
+    let kind = if shown {
+        bump(&COUNTERS, counter::MATCHED);
+        RecordKind::Packet
+    } else if relevant {
+        bump(&COUNTERS, counter::STATE_ONLY);
+        RecordKind::StateOnly
+    } else {
+        return;
+    };
     let Some(mut entry) = EVENTS.reserve::<PacketRecord>(0) else {
         bump(&COUNTERS, counter::RINGBUF_FULL);
         return;
     };
-    let rec = entry.write(PacketRecord::zeroed());
+    let rec = entry.as_mut_ptr();
+    // SAFETY: the entry is valid ring-buffer memory for one record; zeroing it
+    // in place (every bit pattern is a valid record) initialises it without a
+    // 144-byte copy through the stack.
+    let rec = unsafe {
+        core::ptr::write_bytes(rec, 0, 1);
+        &mut *rec
+    };
     rec.ts_ns = unsafe { bpf_ktime_get_boot_ns() };
     rec.ifindex = ifindex;
     rec.direction = direction as u8;
     fill_record(frame, &headers, rec);
+    rec.kind = kind as u8;
     let malformed = rec.malformed;
     entry.submit(0);
     bump(&COUNTERS, counter::EMITTED);
     if malformed != 0 {
         bump(&MALFORMED, malformed as u32);
+    }
+}
+
+/// Updates the connection map with this segment; true when it changes the
+/// connection's state. Not inlined: its own stack frame keeps each function
+/// under the 512-byte BPF stack limit.
+#[inline(never)]
+fn track<F: Frame>(frame: &F, h: &Headers) -> bool {
+    if h.tcp_fixed < 20 {
+        return false;
+    }
+    let Some(key) = KEY_SCRATCH.get_ptr_mut(0) else { return false };
+    // SAFETY: per-CPU scratch slot, used only here while this program runs.
+    let key = unsafe { &mut *key };
+    let Some(from) = conn_key(frame, h, key) else { return false };
+    let seg = h.segment();
+    match CONNS.get_ptr_mut(&*key) {
+        Some(st) => {
+            // SAFETY: a valid map value pointer for the duration of this program.
+            let st = unsafe { &mut *st };
+            match conn::step(st, from, &seg) {
+                Step::Nothing => false,
+                Step::Relevant => true,
+                Step::Closed => {
+                    if CONNS.remove(&*key).is_ok() {
+                        bump(&COUNTERS, counter::CONN_CLOSED);
+                    }
+                    true
+                }
+            }
+        }
+        None => {
+            let mut st = ConnState::default();
+            match conn::step(&mut st, from, &seg) {
+                Step::Nothing => false,
+                // A RST on a connection we do not know: relevant, nothing to keep.
+                Step::Closed => true,
+                Step::Relevant => {
+                    if CONNS.insert(&*key, &st, 0).is_ok() {
+                        bump(&COUNTERS, counter::CONN_NEW);
+                    }
+                    true
+                }
+            }
+        }
     }
 }
 

@@ -71,6 +71,11 @@ pub struct Args {
     /// Ring buffer size in bytes (a power of two, at least one page).
     #[arg(long = "buffer-size", value_name = "BYTES", default_value_t = 4 << 20, value_parser = parse_buffer_size)]
     pub buffer_size: u32,
+
+    /// Connections the kernel remembers for state tracking (least recently
+    /// used ones make room for new ones).
+    #[arg(long = "conn-table-size", value_name = "N", default_value_t = 65536, value_parser = clap::value_parser!(u32).range(1..=16_777_216))]
+    pub conn_table_size: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

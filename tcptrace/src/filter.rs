@@ -15,7 +15,8 @@ pub fn filter_from_args(args: &Args) -> (FilterConfig, PortBitmap) {
         flag_mask: args.flags.unwrap_or(0),
         family: 0,
         use_ports: u8::from(!args.port.is_empty()),
-        _pad: [0; 4],
+        track_states: (!args.no_states && args.flags.is_some()) as u8,
+        _pad: [0; 3],
     };
     (cfg, ports)
 }

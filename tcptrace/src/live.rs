@@ -58,7 +58,8 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
         }
     }
     let (filter, ports) = crate::filter::filter_from_args(args);
-    let mut tracer = Tracer::load(crate::ebpf::OBJECT, &filter, &ports, args.buffer_size)
+    let sizes = loader::Sizes { ring_buffer: args.buffer_size, conn_table: args.conn_table_size };
+    let mut tracer = Tracer::load(crate::ebpf::OBJECT, &filter, &ports, sizes)
         .map_err(crate::privilege_hint)?;
     for iface in &args.iface {
         let hook = tracer.attach(iface, args.attach).map_err(crate::privilege_hint)?;

@@ -63,7 +63,25 @@ pub struct Counters {
     pub emitted: u64,
     pub ringbuf_full: u64,
     pub later_fragments: u64,
+    pub state_only: u64,
+    pub conn_new: u64,
+    pub conn_closed: u64,
     pub malformed: [u64; MALFORMED_KINDS],
+}
+
+/// Sizes of the kernel maps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sizes {
+    /// Ring buffer bytes (a power of two, at least a page).
+    pub ring_buffer: u32,
+    /// Connections the kernel remembers for state tracking.
+    pub conn_table: u32,
+}
+
+impl Default for Sizes {
+    fn default() -> Self {
+        Self { ring_buffer: 4 << 20, conn_table: 65536 }
+    }
 }
 
 /// The loaded kernel programs and their maps.
@@ -75,15 +93,17 @@ pub struct Tracer {
 
 impl Tracer {
     /// Loads the programs from `object` (normally [`crate::ebpf::OBJECT`]) with
-    /// a ring buffer of `buffer_size` bytes and the given filter. Nothing is
-    /// attached yet.
+    /// the given filter and sizes. Nothing is attached yet.
     pub fn load(
         object: &[u8],
         filter: &FilterConfig,
         ports: &PortBitmap,
-        buffer_size: u32,
+        sizes: Sizes,
     ) -> Result<Self, LoadError> {
-        let mut ebpf = EbpfLoader::new().map_max_entries("EVENTS", buffer_size).load(object)?;
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries("EVENTS", sizes.ring_buffer)
+            .map_max_entries("CONNS", sizes.conn_table)
+            .load(object)?;
         {
             let mut cfg: Array<_, FilterConfig> = map_mut(&mut ebpf, "CONFIG")?;
             cfg.set(0, filter, 0).map_err(|source| LoadError::Map { name: "CONFIG", source })?;
@@ -173,6 +193,9 @@ impl Tracer {
             emitted: sum(&self.counters, "COUNTERS", counter::EMITTED)?,
             ringbuf_full: sum(&self.counters, "COUNTERS", counter::RINGBUF_FULL)?,
             later_fragments: sum(&self.counters, "COUNTERS", counter::LATER_FRAGMENTS)?,
+            state_only: sum(&self.counters, "COUNTERS", counter::STATE_ONLY)?,
+            conn_new: sum(&self.counters, "COUNTERS", counter::CONN_NEW)?,
+            conn_closed: sum(&self.counters, "COUNTERS", counter::CONN_CLOSED)?,
             malformed: [0; MALFORMED_KINDS],
         };
         for (i, slot) in c.malformed.iter_mut().enumerate() {

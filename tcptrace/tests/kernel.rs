@@ -9,9 +9,9 @@ use aya::{
     programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
 };
 use support::frames::{self, Rng, Tcp};
-use tcptrace::loader::{Counters, TC_EGRESS_PROG, TC_INGRESS_PROG, Tracer, XDP_PROG};
+use tcptrace::loader::{Counters, Sizes, TC_EGRESS_PROG, TC_INGRESS_PROG, Tracer, XDP_PROG};
 use tcptrace_common::{
-    FilterConfig, LinkType, PacketRecord, PortBitmap, SliceFrame, Skip, parse_frame,
+    FilterConfig, LinkType, PacketRecord, PortBitmap, RecordKind, SliceFrame, Skip, parse_frame,
     record::{Direction, flags},
 };
 
@@ -30,7 +30,8 @@ impl Harness {
             bitmap.insert(p);
         }
         let filter = FilterConfig { use_ports: !ports.is_empty() as u8, ..filter };
-        let mut tracer = Tracer::load(tcptrace::ebpf::OBJECT, &filter, &bitmap, 1 << 20)
+        let sizes = Sizes { ring_buffer: 1 << 20, conn_table: 1024 };
+        let mut tracer = Tracer::load(tcptrace::ebpf::OBJECT, &filter, &bitmap, sizes)
             .expect("kernel programs load and pass the verifier");
         let events = tracer.take_events().unwrap();
         Self { tracer, events }
@@ -255,3 +256,114 @@ fn differential_random_frames() {
     assert!(emitted > 2_000, "only {emitted} of 10000 frames emitted");
 }
 
+
+/// With a flag filter, segments that change a connection's state but are
+/// hidden by the filter come out as state-only records; others not at all.
+#[test]
+#[ignore = "needs root"]
+fn state_only_records_for_hidden_state_changes() {
+    assert!(is_root(), "run as root (cargo xtask test does)");
+    use tcptrace_common::record::flags::*;
+    let cfg = FilterConfig { flag_mask: SYN | FIN | RST, track_states: 1, ..Default::default() };
+    let mut h = Harness::new(cfg, &[8080]);
+    let c = |flags, seq, ack, payload: usize| Tcp { flags, seq, ack, payload: vec![7; payload], ..Tcp::default() };
+    let s = |flags, seq, ack, payload: usize| Tcp { sport: 8080, dport: 40000, ..c(flags, seq, ack, payload) };
+    let swap = |f: Vec<u8>| {
+        // Server to client: swap the IPv4 addresses too.
+        let mut f = f;
+        let (src, dst) = (14 + 12, 14 + 16);
+        for i in 0..4 {
+            f.swap(src + i, dst + i);
+        }
+        f
+    };
+    let script: Vec<(Vec<u8>, Option<RecordKind>)> = vec![
+        (frames::tcp4(&c(SYN, 100, 0, 0)), Some(RecordKind::Packet)),
+        (swap(frames::tcp4(&s(SYN | ACK, 500, 101, 0))), Some(RecordKind::Packet)),
+        (frames::tcp4(&c(ACK, 101, 501, 0)), Some(RecordKind::StateOnly)),
+        (frames::tcp4(&c(ACK, 101, 501, 0)), None),
+        (frames::tcp4(&c(ACK | PSH, 101, 501, 10)), None),
+        (swap(frames::tcp4(&s(ACK, 501, 111, 0))), None),
+        (frames::tcp4(&c(FIN | ACK, 111, 501, 0)), Some(RecordKind::Packet)),
+        (swap(frames::tcp4(&s(ACK, 501, 112, 0))), Some(RecordKind::StateOnly)),
+        (swap(frames::tcp4(&s(ACK | PSH, 501, 112, 5))), None),
+        (swap(frames::tcp4(&s(FIN | ACK, 506, 112, 0))), Some(RecordKind::Packet)),
+        (frames::tcp4(&c(ACK, 112, 507, 0)), Some(RecordKind::StateOnly)),
+        // The connection is gone from the map: a late ACK is nothing.
+        (frames::tcp4(&c(ACK, 112, 507, 0)), None),
+    ];
+    for (i, (frame, want)) in script.iter().enumerate() {
+        let prog = [TC_INGRESS_PROG, TC_EGRESS_PROG, XDP_PROG][i % 3];
+        let recs = h.run(prog, frame);
+        let got = recs.first().map(|r| RecordKind::try_from(r.kind).unwrap());
+        assert_eq!(got, *want, "step {i} via {prog}");
+        assert!(recs.len() <= 1);
+    }
+    let c = h.counters();
+    assert_eq!((c.matched, c.state_only, c.emitted), (4, 3, 7));
+    assert_eq!((c.conn_new, c.conn_closed), (1, 1));
+}
+
+/// Random segment streams on a few connections: the kernel's state-only
+/// decisions equal a userspace replay of the same connection logic.
+#[test]
+#[ignore = "needs root"]
+fn state_only_decisions_match_userspace_replay() {
+    assert!(is_root(), "run as root (cargo xtask test does)");
+    use std::collections::HashMap;
+    use tcptrace_common::{
+        conn::{ConnKey, ConnState, Step, step},
+        record::flags::*,
+    };
+    let cfg = FilterConfig { flag_mask: URG, track_states: 1, ..Default::default() };
+    let mut h = Harness::new(cfg, &[]);
+    let mut model: HashMap<ConnKey, ConnState> = HashMap::new();
+    let mut rng = Rng::new(99);
+    let choices = [SYN, SYN | ACK, ACK, ACK | PSH, FIN | ACK, RST, RST | ACK, FIN];
+    let mut state_only = 0;
+    for i in 0..3000 {
+        let flags = choices[rng.below(choices.len() as u64) as usize];
+        let (sport, dport) = if rng.below(2) == 0 { (1000 + rng.below(3) as u16, 80) } else { (80, 1000 + rng.below(3) as u16) };
+        // Small sequence space so that ACKs often hit FINs and SYN-ACKs.
+        let tcp = Tcp {
+            flags,
+            sport,
+            dport,
+            seq: rng.below(8) as u32,
+            ack: rng.below(8) as u32,
+            payload: vec![0; rng.below(3) as usize],
+            ..Tcp::default()
+        };
+        let frame = frames::ethernet(0x0800, &[], &frames::ipv4(frames::A4, frames::A4, 6, 0, &[], &tcp.bytes()));
+        let rec = parse_frame(&SliceFrame::full(&frame), LinkType::Ethernet).unwrap();
+        let (key, from) = ConnKey::new(4, &rec.src, sport, &rec.dst, dport);
+        let seg = tcptrace_common::conn::Segment {
+            flags,
+            seq: tcp.seq,
+            ack: tcp.ack,
+            payload: tcp.payload.len() as u32,
+        };
+        let known = model.contains_key(&key);
+        let st = model.entry(key).or_default();
+        let want = match step(st, from, &seg) {
+            Step::Nothing => {
+                if !known {
+                    model.remove(&key);
+                }
+                false
+            }
+            Step::Relevant => true,
+            Step::Closed => {
+                model.remove(&key);
+                true
+            }
+        };
+        let recs = h.run(TC_INGRESS_PROG, &frame);
+        assert_eq!(recs.len(), want as usize, "segment {i}: {tcp:?}");
+        if want {
+            assert_eq!(recs[0].kind, RecordKind::StateOnly as u8);
+            state_only += 1;
+        }
+    }
+    assert!(state_only > 300, "only {state_only} state-only records: the stream is too tame");
+}
