@@ -9,6 +9,7 @@ pub mod loader;
 pub mod offline;
 pub mod live;
 pub mod output;
+pub mod states;
 
 /// An error in how tcptrace was called (exit status 2, like clap's own).
 #[derive(Debug, thiserror::Error)]

@@ -84,6 +84,8 @@ fn run_manifest(dir: &Path, manifest: &str, strip_tcp: bool) -> (usize, Vec<Stri
         if let Some(i) = argv.iter().position(|a| a == "-r") {
             argv[i + 1] = dir.join(&argv[i + 1]).display().to_string();
         }
+        // State lines are tcptrace's own, not tcpdump's.
+        argv.push("--no-states".into());
         let args = Args::try_parse_from(std::iter::once("tcptrace".to_string()).chain(argv))
             .unwrap_or_else(|e| panic!("row {args_text}: {e}"));
         let mut out = Vec::new();

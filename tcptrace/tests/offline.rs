@@ -14,7 +14,9 @@ fn pcap(name: &str) -> PathBuf {
 fn run(argv: &[&str]) -> (anyhow::Result<()>, String) {
     // SAFETY: the tests of this binary only ever set TZ to the same value.
     unsafe { std::env::set_var("TZ", "UTC") };
-    let args = Args::try_parse_from(std::iter::once("tcptrace").chain(argv.iter().copied())).unwrap();
+    // These compare with tcpdump's lines: no state lines.
+    let args = Args::try_parse_from(std::iter::once("tcptrace").chain(argv.iter().copied()).chain(["--no-states"]))
+        .unwrap();
     let mut out = Vec::new();
     let r = tcptrace::offline::run(&args, &mut out);
     (r, String::from_utf8(out).unwrap())
@@ -151,4 +153,62 @@ fn cut_and_mangled_frames_do_not_panic() {
             }
         }
     }
+}
+
+/// Every capture of the corpus, with state lines on and every timestamp
+/// style: removing the STATE and CONN lines gives exactly the lines of the
+/// same run with `--no-states` (so with -ttt/-ttttt the packet lines' deltas
+/// are untouched), and state lines have the expected shape.
+#[test]
+fn state_lines_leave_packet_lines_alone() {
+    // SAFETY: the tests of this binary only ever set TZ to the same value.
+    unsafe { std::env::set_var("TZ", "UTC") };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/pcap");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pcap" || e == "pcapng"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty());
+    let mut state_lines = 0;
+    let mut summaries = 0;
+    for file in &files {
+        let f = file.to_str().unwrap();
+        for extra in [&[][..], &["-t"], &["-tt"], &["-ttt"], &["-tttt"], &["-ttttt"], &["-ttt", "--nano"], &["--flags", "SYN,FIN,RST"]] {
+            let argv: Vec<&str> = ["-n", "-r", f].iter().copied().chain(extra.iter().copied()).collect();
+            let run_with = |states: bool| {
+                let args = Args::try_parse_from(
+                    std::iter::once("tcptrace").chain(argv.iter().copied()).chain((!states).then_some("--no-states")),
+                )
+                .unwrap();
+                let mut out = Vec::new();
+                let r = tcptrace::offline::run(&args, &mut out);
+                (r.is_ok(), String::from_utf8(out).unwrap())
+            };
+            let (ok_plain, plain) = run_with(false);
+            let (ok_states, with_states) = run_with(true);
+            assert_eq!(ok_plain, ok_states, "{argv:?}");
+            let is_state = |l: &str| {
+                let body = l.split_once(" STATE ").or_else(|| l.split_once(" CONN ")).map(|(_, b)| b);
+                let body = body.or_else(|| l.strip_prefix("STATE ")).or_else(|| l.strip_prefix("CONN "));
+                body.is_some() && !l.contains(" Flags [") && !l.contains(": [|")
+            };
+            let filtered: Vec<&str> = with_states.lines().filter(|l| !is_state(l)).collect();
+            assert_eq!(filtered, plain.lines().collect::<Vec<_>>(), "{argv:?}");
+            for l in with_states.lines().filter(|l| is_state(l)) {
+                if extra == ["-t"] {
+                    assert!(l.starts_with("STATE ") || l.starts_with("CONN "), "{l}");
+                }
+                if l.contains("STATE ") {
+                    state_lines += 1;
+                    assert!(l.contains(" -> ") && l.ends_with(')'), "{l}");
+                } else {
+                    summaries += 1;
+                    assert!(l.contains(", duration ") && l.contains(", bytes >"), "{l}");
+                }
+            }
+        }
+    }
+    assert!(state_lines > 50 && summaries > 5, "{state_lines} state lines, {summaries} summaries");
 }

@@ -5,7 +5,7 @@
 //! The functions follow tcpdump's `ip_print`, `ip6_print` and `tcp_print`
 //! step by step; the comments name the quirks they keep.
 
-mod addr;
+pub(crate) mod addr;
 mod mptcp;
 mod services;
 mod ts;
@@ -116,6 +116,15 @@ impl Formatter {
             ports: if opts.numeric { None } else { ports },
             ifnames: HashMap::new(),
         }
+    }
+
+    /// Appends the timestamp of a line printed beside the packet lines (a
+    /// state line) and the space after it: the packet lines' style, except
+    /// that with `-ttt`/`-ttttt` it shows the delta from the reference the
+    /// next packet line will use, without moving it (so packet lines keep
+    /// tcpdump's deltas).
+    pub fn write_aside_timestamp(&self, ts: Timestamp, out: &mut Vec<u8>) {
+        self.ts.print_aside(out, self.opts.ts_mode, self.opts.nano, ts);
     }
 
     /// Appends one line (ending in `\n`) for `rec` seen at `ts`.

@@ -117,6 +117,13 @@ pub(crate) struct TsState {
 }
 
 impl TsState {
+    /// Like [`TsState::print`], but never sets or moves the `-ttt`/`-ttttt`
+    /// reference (before the first packet line, the delta is zero).
+    pub(crate) fn print_aside(&self, out: &mut Vec<u8>, mode: TimestampMode, nano: bool, ts: Timestamp) {
+        let mut copy = TsState { tv_ref: self.tv_ref };
+        copy.print(out, mode, nano, ts);
+    }
+
     /// Appends the timestamp and the space after it (nothing for `-t`).
     pub(crate) fn print(&mut self, out: &mut Vec<u8>, mode: TimestampMode, nano: bool, ts: Timestamp) {
         use std::io::Write;

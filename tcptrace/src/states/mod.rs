@@ -1,0 +1,872 @@
+//! Connection states: a per-connection, per-endpoint TCP state machine with
+//! RFC 9293's state names, driven only by the segments that can change a
+//! state, plus a summary for every connection that ends.
+//!
+//! # What drives a transition
+//!
+//! Only these segments change anything:
+//!
+//! - SYN, SYN-ACK, FIN and RST segments;
+//! - the ACK that completes a handshake: from the endpoint in `SYN_SENT`, with
+//!   `ack == ISN + 1` of the peer's SYN-ACK;
+//! - the first segment from an endpoint whose `ack` covers the peer's FIN
+//!   (`ack >= FIN seq + payload length + 1`, compared mod 2^32).
+//!
+//! Those are exactly the segments the kernel programs send when a flag filter
+//! is active (as `StateOnly` records when the filter hides them), so the
+//! tracker gives the same transitions and summaries whether it sees every
+//! packet or only those. Data segments and other ACKs never create a
+//! connection, never change a state and do not even count as activity.
+//!
+//! # How the segments are read
+//!
+//! Segments are seen at one point between the endpoints. A segment is taken
+//! to be sent by its source and received by its destination when it is seen.
+//! What an endpoint *received* is read from what it sends next: an endpoint
+//! moves to `CLOSE_WAIT` (or `CLOSING`, or `TIME_WAIT`) when it acknowledges
+//! the peer's FIN, not when the FIN goes by, because only its ACK shows that
+//! it got the FIN and in which state it was (this is what tells a
+//! simultaneous close from a normal one). Within one segment, the effects are
+//! applied in RFC 9293's order: the acknowledgment first, then the FIN.
+//!
+//! - Client: the endpoint whose SYN (without ACK) was seen, or, when the
+//!   first segment seen is a SYN-ACK, the endpoint it answers (its `SYN_SENT`
+//!   is then inferred). When a connection is first seen through a FIN or an
+//!   RST (it was open before tracing began), both endpoints are assumed
+//!   `ESTABLISHED` (no line is printed for that) and the roles are unknown.
+//! - An RST closes both endpoints at once (an endpoint in `TIME_WAIT` too).
+//!   An RST from an endpoint that never answered the SYN, to an endpoint in
+//!   `SYN_SENT`, is a refused connection.
+//! - A retransmitted SYN, SYN-ACK or FIN (same sequence number) changes
+//!   nothing. A SYN with a new ISN on a 4-tuple whose connection has ended (or
+//!   is in `TIME_WAIT`) starts a new connection; on a connection that has not
+//!   ended, it ends the old one first (outcome `reused`).
+//! - `TIME_WAIT` lasts [`StateOptions::time_wait_ns`] (60 s, as on Linux),
+//!   measured from the segment that started it; it expires on
+//!   [`ConnTracker::tick`] or on any later record, with the expiry time as
+//!   the event's timestamp.
+//! - A connection that is still opening, or has a FIN not yet acknowledged,
+//!   and sees no state-relevant segment for [`StateOptions::stale_ns`] ends
+//!   with outcome `timeout`.
+//! - At most [`StateOptions::max_conns`] connections are kept; when full, the
+//!   one idle the longest makes room and, if it had not ended, gets a summary
+//!   with outcome `evicted`.
+//! - A connection that ended by RST is remembered for `time_wait_ns` more, so
+//!   that late RSTs, FINs and SYN retransmissions of it are not taken for new
+//!   connections.
+//! - [`ConnTracker::finish`] expires what is due and prints no summary for
+//!   connections still open.
+
+mod text;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeSet, HashMap};
+
+use tcptrace_common::record::{Malformed, PacketRecord, flags};
+
+pub use text::{ns_timestamp, timestamp_ns, write_duration, write_event, write_events};
+
+/// Nanoseconds per second.
+pub const NS_PER_SEC: i64 = 1_000_000_000;
+
+/// Tuning of the tracker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateOptions {
+    /// How long an endpoint stays in `TIME_WAIT` (default 60 s, Linux's
+    /// `TCP_TIMEWAIT_LEN`).
+    pub time_wait_ns: i64,
+    /// How long a connection may stay opening, or with a FIN not
+    /// acknowledged, without a state-relevant segment (default 300 s).
+    pub stale_ns: i64,
+    /// Most connections tracked at once (default 65536).
+    pub max_conns: usize,
+}
+
+impl Default for StateOptions {
+    fn default() -> Self {
+        Self { time_wait_ns: 60 * NS_PER_SEC, stale_ns: 300 * NS_PER_SEC, max_conns: 65536 }
+    }
+}
+
+/// RFC 9293 connection states (`LISTEN` is never seen on the wire, so a
+/// server endpoint goes from `CLOSED` to `SYN_RECEIVED`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TcpState {
+    Closed,
+    SynSent,
+    SynReceived,
+    Established,
+    FinWait1,
+    FinWait2,
+    CloseWait,
+    Closing,
+    LastAck,
+    TimeWait,
+}
+
+impl TcpState {
+    pub fn name(self) -> &'static str {
+        match self {
+            TcpState::Closed => "CLOSED",
+            TcpState::SynSent => "SYN_SENT",
+            TcpState::SynReceived => "SYN_RECEIVED",
+            TcpState::Established => "ESTABLISHED",
+            TcpState::FinWait1 => "FIN_WAIT_1",
+            TcpState::FinWait2 => "FIN_WAIT_2",
+            TcpState::CloseWait => "CLOSE_WAIT",
+            TcpState::Closing => "CLOSING",
+            TcpState::LastAck => "LAST_ACK",
+            TcpState::TimeWait => "TIME_WAIT",
+        }
+    }
+}
+
+/// One end of a connection. For IPv4 only the first four bytes of `addr` are
+/// used (the rest are zero).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Endpoint {
+    pub family: u8,
+    pub addr: [u8; 16],
+    pub port: u16,
+}
+
+/// Why an endpoint changed state (from that endpoint's point of view).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cause {
+    /// It sent a SYN.
+    SentSyn,
+    /// Its SYN was not seen; a SYN-ACK answering it was.
+    SynInferred,
+    /// It sent a SYN-ACK.
+    SentSynAck,
+    /// It acknowledged the peer's SYN-ACK (the handshake's last ACK).
+    SentAckOfSynAck,
+    /// Its SYN was acknowledged.
+    GotAckOfSyn,
+    /// It sent a FIN.
+    SentFin,
+    /// It acknowledged the peer's FIN.
+    SentAckOfFin,
+    /// Its FIN was acknowledged.
+    GotAckOfFin,
+    /// It sent an RST.
+    SentRst,
+    /// It got an RST.
+    GotRst,
+    /// Its `TIME_WAIT` ran out.
+    TimeWaitExpired,
+    /// A new SYN reused the 4-tuple while it was in `TIME_WAIT`.
+    Reused,
+}
+
+impl Cause {
+    pub fn text(self) -> &'static str {
+        match self {
+            Cause::SentSyn => "sent SYN",
+            Cause::SynInferred => "SYN not seen, answered by SYN-ACK",
+            Cause::SentSynAck => "sent SYN-ACK",
+            Cause::SentAckOfSynAck => "sent ACK of SYN-ACK",
+            Cause::GotAckOfSyn => "got ACK of SYN",
+            Cause::SentFin => "sent FIN",
+            Cause::SentAckOfFin => "sent ACK of FIN",
+            Cause::GotAckOfFin => "got ACK of FIN",
+            Cause::SentRst => "sent RST",
+            Cause::GotRst => "got RST",
+            Cause::TimeWaitExpired => "TIME_WAIT expired",
+            Cause::Reused => "4-tuple reused by new SYN",
+        }
+    }
+}
+
+/// One endpoint's state change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transition {
+    pub endpoint: Endpoint,
+    pub peer: Endpoint,
+    pub from: TcpState,
+    pub to: TcpState,
+    pub cause: Cause,
+}
+
+/// Which endpoint of a [`Summary`]: `A` is [`Summary::a`] (the client when
+/// the roles are known), `B` the other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Who {
+    A,
+    B,
+}
+
+/// How a connection ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Both FINs acknowledged. `first` sent the first FIN; `simultaneous`
+    /// when the second FIN was sent before the first was acknowledged.
+    Fin { first: Who, simultaneous: bool },
+    /// Reset by `by`.
+    Rst { by: Who },
+    /// The SYN was answered by an RST.
+    Refused,
+    /// No state-relevant segment for [`StateOptions::stale_ns`] while opening
+    /// or closing.
+    Timeout,
+    /// Dropped to make room ([`StateOptions::max_conns`]).
+    Evicted,
+    /// A new SYN took over the 4-tuple before this connection ended.
+    Reused,
+}
+
+impl Outcome {
+    /// The one-word name used in summaries.
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Fin { .. } => "fin",
+            Outcome::Rst { .. } => "rst",
+            Outcome::Refused => "refused",
+            Outcome::Timeout => "timeout",
+            Outcome::Evicted => "evicted",
+            Outcome::Reused => "reused",
+        }
+    }
+}
+
+/// What is printed when a connection ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Summary {
+    /// The client when `roles_known`, else the endpoint that sent the first
+    /// segment seen.
+    pub a: Endpoint,
+    pub b: Endpoint,
+    pub roles_known: bool,
+    /// The first segment seen was a FIN or an RST.
+    pub opened_before_trace: bool,
+    pub outcome: Outcome,
+    /// From the first SYN to the end (unknown when opened before the trace).
+    pub duration_ns: Option<i64>,
+    /// From the last SYN before the SYN-ACK to the segment that made both
+    /// endpoints `ESTABLISHED` (normally the client's ACK of the SYN-ACK).
+    pub handshake_ns: Option<i64>,
+    /// Payload bytes A sent to B, and B to A, from sequence numbers: ISN to
+    /// FIN, or to the RST's sequence number (or an RST's acknowledgment);
+    /// mod 2^32.
+    pub bytes: [Option<u32>; 2],
+    /// States of A and B when the summary was made.
+    pub states: [TcpState; 2],
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Transition(Transition),
+    Summary(Summary),
+}
+
+/// A transition or a summary, at `ts_ns` (the clock of the records fed in).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateEvent {
+    pub ts_ns: i64,
+    pub kind: EventKind,
+}
+
+/// The two endpoints, smaller first.
+type Key = (Endpoint, Endpoint);
+
+/// `a >= b` in sequence space.
+fn seq_ge(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) >= 0
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Side {
+    ep: Endpoint,
+    state: TcpState,
+    /// Initial sequence number (from its SYN or SYN-ACK, or inferred).
+    isn: Option<u32>,
+    /// Its SYN was acknowledged before it reached `SYN_RECEIVED`
+    /// (simultaneous open).
+    syn_acked: bool,
+    /// Sequence number just past its FIN.
+    fin_end: Option<u32>,
+    fin_acked: bool,
+    /// It acknowledged the peer's FIN.
+    got_fin: bool,
+    /// Sequence number of the RST it sent.
+    rst_seq: Option<u32>,
+    /// Its next sequence number, from the ACK of an RST the peer sent.
+    rst_acked: Option<u32>,
+    tw_deadline: Option<i64>,
+}
+
+impl Side {
+    fn new(ep: Endpoint) -> Self {
+        Side {
+            ep,
+            state: TcpState::Closed,
+            isn: None,
+            syn_acked: false,
+            fin_end: None,
+            fin_acked: false,
+            got_fin: false,
+            rst_seq: None,
+            rst_acked: None,
+            tw_deadline: None,
+        }
+    }
+
+    /// Payload bytes it sent, when the sequence numbers tell.
+    fn bytes(&self) -> Option<u32> {
+        let isn = self.isn?;
+        let end = match (self.fin_end, self.rst_seq, self.rst_acked) {
+            (Some(f), _, _) => f.wrapping_sub(1),
+            (None, Some(r), _) if r != 0 => r,
+            (None, _, Some(a)) => a,
+            _ => return None,
+        };
+        let n = end.wrapping_sub(isn.wrapping_add(1));
+        // An RST outside the window (or with seq 0) gives nonsense.
+        (n < 1 << 31).then_some(n)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Conn {
+    s: [Side; 2],
+    client: Option<usize>,
+    /// Endpoint that sent the first segment seen (A when roles are unknown).
+    first_from: usize,
+    opened_before_trace: bool,
+    first_ts: i64,
+    /// Last SYN from the client before the SYN-ACK.
+    syn_ts: Option<i64>,
+    handshake_ns: Option<i64>,
+    first_fin: Option<usize>,
+    simultaneous_close: bool,
+    /// When the summary was made (the connection has ended).
+    ended: Option<i64>,
+    last_active: i64,
+    serial: u64,
+    deadline: Option<i64>,
+}
+
+/// What a segment does to an entry that has to go first.
+enum Restart {
+    No,
+    /// End the old connection (outcome `reused` unless it ended already) and
+    /// start a new one with this segment.
+    Reuse,
+}
+
+/// The tracker: feed it records in time order with [`ConnTracker::observe`].
+pub struct ConnTracker {
+    opts: StateOptions,
+    conns: HashMap<Key, Conn>,
+    /// (deadline, key) of every connection that has one.
+    deadlines: BTreeSet<(i64, Key)>,
+    /// (last activity, serial, key) of every connection.
+    lru: BTreeSet<(i64, u64, Key)>,
+    serial: u64,
+    evictions: u64,
+}
+
+impl ConnTracker {
+    pub fn new(opts: StateOptions) -> Self {
+        Self {
+            opts: StateOptions { max_conns: opts.max_conns.max(1), ..opts },
+            conns: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            lru: BTreeSet::new(),
+            serial: 0,
+            evictions: 0,
+        }
+    }
+
+    /// Connections tracked now (ended ones still in `TIME_WAIT` or
+    /// remembered after an RST included).
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    /// Connections dropped to make room (ended ones included).
+    pub fn evictions(&self) -> u64 {
+        self.evictions
+    }
+
+    /// Expires what is due at `now` (`TIME_WAIT`, stale connections).
+    pub fn tick(&mut self, now: i64, out: &mut Vec<StateEvent>) {
+        while let Some(&(due, key)) = self.deadlines.first() {
+            if due > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            let Some(c) = self.conns.get_mut(&key) else { continue };
+            if c.deadline != Some(due) {
+                continue;
+            }
+            c.deadline = None;
+            if c.ended.is_some() {
+                let mut any_tw = false;
+                for i in 0..2 {
+                    let peer = c.s[i ^ 1].ep;
+                    let s = &mut c.s[i];
+                    if s.state != TcpState::TimeWait {
+                        continue;
+                    }
+                    match s.tw_deadline {
+                        Some(d) if d <= due => {
+                            s.state = TcpState::Closed;
+                            s.tw_deadline = None;
+                            out.push(StateEvent {
+                                ts_ns: d,
+                                kind: EventKind::Transition(Transition {
+                                    endpoint: s.ep,
+                                    peer,
+                                    from: TcpState::TimeWait,
+                                    to: TcpState::Closed,
+                                    cause: Cause::TimeWaitExpired,
+                                }),
+                            });
+                        }
+                        _ => any_tw = true,
+                    }
+                }
+                if any_tw {
+                    self.reschedule(key);
+                } else {
+                    self.remove(&key);
+                }
+            } else {
+                self.end(key, due, Outcome::Timeout, out);
+                self.remove(&key);
+            }
+        }
+    }
+
+    /// At the end of the run: expires what is due at `now`. Connections still
+    /// open get no summary.
+    pub fn finish(&mut self, now: i64, out: &mut Vec<StateEvent>) {
+        self.tick(now, out);
+    }
+
+    /// Feeds one record seen at `ts` (nanoseconds, any clock that only moves
+    /// forward: the events carry the same clock).
+    pub fn observe(&mut self, ts: i64, rec: &PacketRecord, out: &mut Vec<StateEvent>) {
+        if rec.family != 4 && rec.family != 6 {
+            return;
+        }
+        if rec.malformed == Malformed::TcpTruncated as u8 || rec.malformed == Malformed::TcpHdrTooShort as u8 {
+            // No flags or sequence numbers to go by.
+            return;
+        }
+        self.tick(ts, out);
+        let ep = |addr: &[u8; 16], port| {
+            let mut a = *addr;
+            if rec.family == 4 {
+                a[4..].fill(0);
+            }
+            Endpoint { family: rec.family, addr: a, port }
+        };
+        let (src, dst) = (ep(&rec.src, rec.sport), ep(&rec.dst, rec.dport));
+        let (key, from) = if src <= dst { ((src, dst), 0) } else { ((dst, src), 1) };
+        let seg = Seg {
+            flags: rec.tcp_flags,
+            seq: rec.seq,
+            ack: rec.ack,
+            payload: rec
+                .ip_total_len
+                .saturating_sub(rec.l4_off as u32)
+                .saturating_sub(rec.data_off as u32),
+        };
+        let ctl = seg.flags & (flags::SYN | flags::FIN | flags::RST) != 0;
+        if self.conns.contains_key(&key) {
+            match self.step(key, from, &seg, ts, out) {
+                Restart::No => return,
+                Restart::Reuse => {
+                    if self.conns.get(&key).is_some_and(|c| c.ended.is_none()) {
+                        self.end(key, ts, Outcome::Reused, out);
+                    }
+                    self.remove(&key);
+                }
+            }
+        }
+        if !ctl {
+            return;
+        }
+        self.create(key, from, &seg, ts, out);
+        self.step(key, from, &seg, ts, out);
+    }
+
+    fn create(&mut self, key: Key, from: usize, seg: &Seg, ts: i64, out: &mut Vec<StateEvent>) {
+        while self.conns.len() >= self.opts.max_conns {
+            let Some(&(_, _, old)) = self.lru.first() else { break };
+            self.evictions += 1;
+            if self.conns.get(&old).is_some_and(|c| c.ended.is_none()) {
+                self.end(old, ts, Outcome::Evicted, out);
+            }
+            self.remove(&old);
+        }
+        self.serial += 1;
+        let mut c = Conn {
+            s: [Side::new(key.0), Side::new(key.1)],
+            client: None,
+            first_from: from,
+            opened_before_trace: false,
+            first_ts: ts,
+            syn_ts: None,
+            handshake_ns: None,
+            first_fin: None,
+            simultaneous_close: false,
+            ended: None,
+            last_active: ts,
+            serial: self.serial,
+            deadline: None,
+        };
+        let to = from ^ 1;
+        if seg.flags & flags::SYN != 0 && seg.flags & flags::RST == 0 {
+            if seg.flags & flags::ACK != 0 {
+                // A SYN-ACK first: its receiver's SYN went by unseen.
+                c.client = Some(to);
+                let s = &mut c.s[to];
+                s.isn = Some(seg.ack.wrapping_sub(1));
+                s.state = TcpState::SynSent;
+                out.push(transition(ts, s.ep, key_peer(&c, to), TcpState::Closed, TcpState::SynSent, Cause::SynInferred));
+            } else {
+                c.client = Some(from);
+            }
+        } else {
+            c.opened_before_trace = true;
+            c.s[0].state = TcpState::Established;
+            c.s[1].state = TcpState::Established;
+        }
+        self.lru.insert((ts, c.serial, key));
+        self.conns.insert(key, c);
+    }
+
+    fn remove(&mut self, key: &Key) {
+        if let Some(c) = self.conns.remove(key) {
+            self.lru.remove(&(c.last_active, c.serial, *key));
+            if let Some(d) = c.deadline {
+                self.deadlines.remove(&(d, *key));
+            }
+        }
+    }
+
+    /// Sets the deadline of `key` from its state.
+    fn reschedule(&mut self, key: Key) {
+        let Some(c) = self.conns.get_mut(&key) else { return };
+        let want = if let Some(end) = c.ended {
+            let tw = c.s.iter().filter(|s| s.state == TcpState::TimeWait).filter_map(|s| s.tw_deadline).min();
+            Some(tw.unwrap_or(end.saturating_add(self.opts.time_wait_ns)))
+        } else if c.s.iter().any(|s| {
+            matches!(s.state, TcpState::SynSent | TcpState::SynReceived | TcpState::FinWait1 | TcpState::Closing | TcpState::LastAck)
+        }) {
+            Some(c.last_active.saturating_add(self.opts.stale_ns))
+        } else {
+            None
+        };
+        if want != c.deadline {
+            if let Some(d) = c.deadline {
+                self.deadlines.remove(&(d, key));
+            }
+            if let Some(d) = want {
+                self.deadlines.insert((d, key));
+            }
+            c.deadline = want;
+        }
+    }
+
+    fn touch(&mut self, key: Key, ts: i64) {
+        let Some(c) = self.conns.get_mut(&key) else { return };
+        let ts = ts.max(c.last_active);
+        if ts != c.last_active {
+            self.lru.remove(&(c.last_active, c.serial, key));
+            c.last_active = ts;
+            self.lru.insert((ts, c.serial, key));
+        }
+    }
+
+    /// Makes the summary of `key` (once).
+    fn end(&mut self, key: Key, ts: i64, outcome: Outcome, out: &mut Vec<StateEvent>) {
+        let Some(c) = self.conns.get_mut(&key) else { return };
+        if c.ended.is_some() {
+            return;
+        }
+        c.ended = Some(ts);
+        let a = c.client.unwrap_or(c.first_from);
+        let b = a ^ 1;
+        let who = |i: usize| if i == a { Who::A } else { Who::B };
+        let outcome = match outcome {
+            Outcome::Fin { .. } => {
+                let first = c.first_fin.unwrap_or(a);
+                Outcome::Fin { first: who(first), simultaneous: c.simultaneous_close }
+            }
+            Outcome::Rst { by } => Outcome::Rst { by },
+            o => o,
+        };
+        out.push(StateEvent {
+            ts_ns: ts,
+            kind: EventKind::Summary(Summary {
+                a: c.s[a].ep,
+                b: c.s[b].ep,
+                roles_known: c.client.is_some(),
+                opened_before_trace: c.opened_before_trace,
+                outcome,
+                duration_ns: (!c.opened_before_trace).then(|| ts.saturating_sub(c.first_ts)),
+                handshake_ns: c.handshake_ns,
+                bytes: [c.s[a].bytes(), c.s[b].bytes()],
+                states: [c.s[a].state, c.s[b].state],
+            }),
+        });
+    }
+
+    /// Applies a segment from endpoint `from` of `key` (which exists).
+    fn step(&mut self, key: Key, from: usize, seg: &Seg, ts: i64, out: &mut Vec<StateEvent>) -> Restart {
+        let opts = self.opts;
+        let Some(c) = self.conns.get_mut(&key) else { return Restart::No };
+        let to = from ^ 1;
+        let f = seg.flags;
+        let has = |bit: u16| f & bit != 0;
+        let n_before = out.len();
+        let mut changed = false;
+        let (ep_from, ep_to) = (c.s[from].ep, c.s[to].ep);
+
+        if c.ended.is_some() {
+            // Ended: only an RST (closing TIME_WAIT) or a new SYN matter.
+            if has(flags::RST) {
+                for i in [from, to] {
+                    if c.s[i].state == TcpState::TimeWait {
+                        c.s[i].state = TcpState::Closed;
+                        c.s[i].tw_deadline = None;
+                        let cause = if i == from { Cause::SentRst } else { Cause::GotRst };
+                        out.push(transition(ts, c.s[i].ep, c.s[i ^ 1].ep, TcpState::TimeWait, TcpState::Closed, cause));
+                    }
+                }
+                if out.len() != n_before {
+                    self.reschedule(key);
+                }
+                return Restart::No;
+            }
+            if has(flags::SYN) && !has(flags::ACK) {
+                if c.s[from].isn == Some(seg.seq) {
+                    // A late retransmission of the old SYN.
+                    return Restart::No;
+                }
+                for i in [from, to] {
+                    if c.s[i].state == TcpState::TimeWait {
+                        c.s[i].state = TcpState::Closed;
+                        out.push(transition(ts, c.s[i].ep, c.s[i ^ 1].ep, TcpState::TimeWait, TcpState::Closed, Cause::Reused));
+                    }
+                }
+                return Restart::Reuse;
+            }
+            if has(flags::SYN) && c.s[from].isn != Some(seg.seq) {
+                // A SYN-ACK of something new.
+                return Restart::Reuse;
+            }
+            return Restart::No;
+        }
+
+        if has(flags::RST) {
+            let refused = c.s[to].state == TcpState::SynSent
+                && c.s[from].state == TcpState::Closed
+                && c.client == Some(to);
+            c.s[from].rst_seq = Some(seg.seq);
+            if has(flags::ACK) {
+                c.s[to].rst_acked = Some(seg.ack);
+            }
+            for i in [from, to] {
+                let old = c.s[i].state;
+                if old != TcpState::Closed {
+                    c.s[i].state = TcpState::Closed;
+                    let cause = if i == from { Cause::SentRst } else { Cause::GotRst };
+                    out.push(transition(ts, c.s[i].ep, c.s[i ^ 1].ep, old, TcpState::Closed, cause));
+                }
+            }
+            let a = c.client.unwrap_or(c.first_from);
+            let by = if from == a { Who::A } else { Who::B };
+            self.touch(key, ts);
+            self.end(key, ts, if refused { Outcome::Refused } else { Outcome::Rst { by } }, out);
+            self.reschedule(key);
+            return Restart::No;
+        }
+
+        if has(flags::SYN) {
+            if !has(flags::ACK) {
+                let s = &mut c.s[from];
+                match (s.state, s.isn) {
+                    (TcpState::Closed, _) => {
+                        s.isn = Some(seg.seq);
+                        s.state = TcpState::SynSent;
+                        out.push(transition(ts, s.ep, ep_to, TcpState::Closed, TcpState::SynSent, Cause::SentSyn));
+                        c.client.get_or_insert(from);
+                        if c.client == Some(from) {
+                            c.syn_ts = Some(ts);
+                        }
+                    }
+                    (_, Some(isn)) if isn == seg.seq => {
+                        // Retransmission: the handshake is timed from the
+                        // last one before the SYN-ACK.
+                        if c.client == Some(from) && c.s[to].isn.is_none() {
+                            c.syn_ts = Some(ts);
+                        }
+                        changed = true;
+                    }
+                    _ => return Restart::Reuse,
+                }
+            } else {
+                let s = &mut c.s[from];
+                match (s.state, s.isn) {
+                    (TcpState::Closed, _) => {
+                        s.isn = Some(seg.seq);
+                        s.state = TcpState::SynReceived;
+                        out.push(transition(ts, s.ep, ep_to, TcpState::Closed, TcpState::SynReceived, Cause::SentSynAck));
+                    }
+                    (TcpState::SynSent, Some(isn)) if isn == seg.seq => {
+                        // Simultaneous open: it got the peer's SYN.
+                        s.state = TcpState::SynReceived;
+                        out.push(transition(ts, s.ep, ep_to, TcpState::SynSent, TcpState::SynReceived, Cause::SentSynAck));
+                        if s.syn_acked {
+                            s.state = TcpState::Established;
+                            out.push(transition(ts, s.ep, ep_to, TcpState::SynReceived, TcpState::Established, Cause::GotAckOfSyn));
+                        }
+                    }
+                    (_, Some(isn)) if isn == seg.seq => changed = true,
+                    _ => return Restart::Reuse,
+                }
+                // Its ACK part: the peer's SYN is acknowledged.
+                let p = &mut c.s[to];
+                if let Some(isn) = p.isn
+                    && seg.ack == isn.wrapping_add(1)
+                {
+                    match p.state {
+                        TcpState::SynReceived => {
+                            p.state = TcpState::Established;
+                            out.push(transition(ts, p.ep, ep_from, TcpState::SynReceived, TcpState::Established, Cause::GotAckOfSyn));
+                        }
+                        TcpState::SynSent => p.syn_acked = true,
+                        _ => {}
+                    }
+                }
+            }
+            handshake_done(c, ts);
+            if changed || out.len() != n_before {
+                self.touch(key, ts);
+            }
+            self.reschedule(key);
+            return Restart::No;
+        }
+
+        if has(flags::ACK) {
+            // The handshake's last ACK.
+            if let Some(isn) = c.s[to].isn
+                && seg.ack == isn.wrapping_add(1)
+            {
+                if c.s[from].state == TcpState::SynSent && c.s[to].state != TcpState::Closed {
+                    c.s[from].state = TcpState::Established;
+                    out.push(transition(ts, c.s[from].ep, c.s[to].ep, TcpState::SynSent, TcpState::Established, Cause::SentAckOfSynAck));
+                }
+                if c.s[to].state == TcpState::SynReceived {
+                    c.s[to].state = TcpState::Established;
+                    out.push(transition(ts, c.s[to].ep, c.s[from].ep, TcpState::SynReceived, TcpState::Established, Cause::GotAckOfSyn));
+                }
+                handshake_done(c, ts);
+            }
+            // The first ACK of the peer's FIN: what `from` did with it...
+            if let Some(fe) = c.s[to].fin_end
+                && !c.s[from].got_fin
+                && seq_ge(seg.ack, fe)
+            {
+                c.s[from].got_fin = true;
+                changed = true;
+                let old = c.s[from].state;
+                let new = match old {
+                    TcpState::Established | TcpState::SynReceived | TcpState::SynSent => TcpState::CloseWait,
+                    TcpState::FinWait1 => TcpState::Closing,
+                    TcpState::FinWait2 => TcpState::TimeWait,
+                    s => s,
+                };
+                set(c, from, new, Cause::SentAckOfFin, ts, opts, out);
+                // ...and what the peer does with the acknowledgment.
+                c.s[to].fin_acked = true;
+                let old = c.s[to].state;
+                let new = match old {
+                    TcpState::FinWait1 => TcpState::FinWait2,
+                    TcpState::Closing => TcpState::TimeWait,
+                    TcpState::LastAck => TcpState::Closed,
+                    s => s,
+                };
+                set(c, to, new, Cause::GotAckOfFin, ts, opts, out);
+            }
+        }
+
+        if has(flags::FIN) {
+            changed = true;
+            if c.s[from].fin_end.is_none() {
+                c.s[from].fin_end = Some(seg.seq.wrapping_add(seg.payload).wrapping_add(1));
+                if c.first_fin.is_none() {
+                    c.first_fin = Some(from);
+                } else if !c.s[from].got_fin {
+                    c.simultaneous_close = true;
+                }
+                let new = match c.s[from].state {
+                    TcpState::Established | TcpState::SynReceived | TcpState::SynSent => TcpState::FinWait1,
+                    TcpState::CloseWait => TcpState::LastAck,
+                    s => s,
+                };
+                set(c, from, new, Cause::SentFin, ts, opts, out);
+            }
+        }
+
+        let both_closed = c.s[0].fin_acked && c.s[1].fin_acked;
+        if changed || out.len() != n_before {
+            self.touch(key, ts);
+        }
+        if both_closed {
+            self.end(key, ts, Outcome::Fin { first: Who::A, simultaneous: false }, out);
+        }
+        self.reschedule(key);
+        Restart::No
+    }
+}
+
+/// The parts of a segment the tracker reads.
+#[derive(Clone, Copy, Debug)]
+struct Seg {
+    flags: u16,
+    seq: u32,
+    ack: u32,
+    payload: u32,
+}
+
+fn key_peer(c: &Conn, i: usize) -> Endpoint {
+    c.s[i ^ 1].ep
+}
+
+fn transition(ts: i64, endpoint: Endpoint, peer: Endpoint, from: TcpState, to: TcpState, cause: Cause) -> StateEvent {
+    StateEvent { ts_ns: ts, kind: EventKind::Transition(Transition { endpoint, peer, from, to, cause }) }
+}
+
+/// Moves endpoint `i` to `new` (when it differs) with an event.
+fn set(c: &mut Conn, i: usize, new: TcpState, cause: Cause, ts: i64, opts: StateOptions, out: &mut Vec<StateEvent>) {
+    let old = c.s[i].state;
+    if old == new {
+        return;
+    }
+    c.s[i].state = new;
+    if new == TcpState::TimeWait {
+        c.s[i].tw_deadline = Some(ts.saturating_add(opts.time_wait_ns));
+    }
+    out.push(transition(ts, c.s[i].ep, c.s[i ^ 1].ep, old, new, cause));
+}
+
+/// Records the handshake time once both endpoints are `ESTABLISHED`.
+fn handshake_done(c: &mut Conn, ts: i64) {
+    if c.handshake_ns.is_none()
+        && c.s.iter().all(|s| s.state == TcpState::Established)
+        && let Some(t) = c.syn_ts
+    {
+        c.handshake_ns = Some(ts.saturating_sub(t));
+    }
+}

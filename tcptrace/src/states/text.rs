@@ -1,0 +1,133 @@
+//! The text of state lines (without the timestamp, which the caller prints in
+//! the packet lines' style).
+//!
+//! ```text
+//! STATE 10.99.0.2.5555 SYN_RECEIVED -> ESTABLISHED (got ACK of SYN, peer 10.99.0.1.40036)
+//! CONN 10.99.0.1.40036 > 10.99.0.2.5555: fin, server closed first, duration 1.743ms, handshake 0.048ms, bytes >0 <2
+//! ```
+
+use std::fmt::Write;
+
+use super::{Endpoint, EventKind, Outcome, StateEvent, Summary, Who};
+use crate::format::addr;
+
+/// `addr.port`, numeric, as tcpdump -n prints it.
+fn endpoint(s: &mut String, e: &Endpoint) {
+    if e.family == 6 {
+        addr::ipv6(&e.addr, s);
+    } else {
+        addr::ipv4(&e.addr[..4], s);
+    }
+    let _ = write!(s, ".{}", e.port);
+}
+
+/// A duration: `0.048ms` below a second (microsecond precision), `12.345s`
+/// from a second on (millisecond precision).
+pub fn write_duration(s: &mut String, ns: i64) {
+    let ns = ns.max(0);
+    if ns < 1_000_000_000 {
+        let us = ns / 1000;
+        let _ = write!(s, "{}.{:03}ms", us / 1000, us % 1000);
+    } else {
+        let ms = ns / 1_000_000;
+        let _ = write!(s, "{}.{:03}s", ms / 1000, ms % 1000);
+    }
+}
+
+/// Appends the line for `ev` (ending in `\n`), after the timestamp.
+pub fn write_event(ev: &StateEvent, out: &mut Vec<u8>) {
+    let mut s = String::with_capacity(128);
+    match &ev.kind {
+        EventKind::Transition(t) => {
+            s.push_str("STATE ");
+            endpoint(&mut s, &t.endpoint);
+            let _ = write!(s, " {} -> {} ({}, peer ", t.from.name(), t.to.name(), t.cause.text());
+            endpoint(&mut s, &t.peer);
+            s.push(')');
+        }
+        EventKind::Summary(sm) => summary(&mut s, sm),
+    }
+    s.push('\n');
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn summary(s: &mut String, sm: &Summary) {
+    s.push_str("CONN ");
+    endpoint(s, &sm.a);
+    s.push_str(" > ");
+    endpoint(s, &sm.b);
+    s.push_str(": ");
+    s.push_str(sm.outcome.name());
+    let side = |s: &mut String, w: Who| {
+        if sm.roles_known {
+            s.push_str(if w == Who::A { "client" } else { "server" });
+        } else {
+            endpoint(s, if w == Who::A { &sm.a } else { &sm.b });
+        }
+    };
+    match sm.outcome {
+        Outcome::Fin { simultaneous: true, .. } => s.push_str(", simultaneous close"),
+        Outcome::Fin { first, .. } => {
+            s.push_str(", ");
+            side(s, first);
+            s.push_str(" closed first");
+        }
+        Outcome::Rst { by } => {
+            s.push_str(" by ");
+            side(s, by);
+        }
+        Outcome::Refused => {}
+        Outcome::Timeout | Outcome::Evicted | Outcome::Reused => {
+            let _ = write!(s, " in {}/{}", sm.states[0].name(), sm.states[1].name());
+        }
+    }
+    if sm.opened_before_trace {
+        s.push_str(", opened before trace");
+    }
+    s.push_str(", duration ");
+    match sm.duration_ns {
+        Some(d) => write_duration(s, d),
+        None => s.push('-'),
+    }
+    s.push_str(", handshake ");
+    match sm.handshake_ns {
+        Some(d) => write_duration(s, d),
+        None => s.push('-'),
+    }
+    s.push_str(", bytes >");
+    let n = |s: &mut String, b: Option<u32>| match b {
+        Some(b) => {
+            let _ = write!(s, "{b}");
+        }
+        None => s.push('?'),
+    };
+    n(s, sm.bytes[0]);
+    s.push_str(" <");
+    n(s, sm.bytes[1]);
+}
+
+/// Appends one line per event, each with its timestamp in the packet lines'
+/// style (see [`crate::format::Formatter::write_aside_timestamp`]); `to_ts`
+/// turns an event's nanoseconds into the timestamp to print.
+pub fn write_events(
+    fmt: &crate::format::Formatter,
+    events: &[StateEvent],
+    to_ts: impl Fn(i64) -> crate::format::Timestamp,
+    out: &mut Vec<u8>,
+) {
+    for ev in events {
+        fmt.write_aside_timestamp(to_ts(ev.ts_ns), out);
+        write_event(ev, out);
+    }
+}
+
+/// Nanoseconds since the epoch of a capture-file timestamp.
+pub fn timestamp_ns(ts: crate::format::Timestamp) -> i64 {
+    let frac = if ts.nanos { ts.frac as i64 } else { (ts.frac as i64).wrapping_mul(1000) };
+    ts.sec.wrapping_mul(super::NS_PER_SEC).wrapping_add(frac)
+}
+
+/// The timestamp of nanoseconds since the epoch.
+pub fn ns_timestamp(ns: i64) -> crate::format::Timestamp {
+    crate::format::Timestamp::nanos(ns.div_euclid(super::NS_PER_SEC), ns.rem_euclid(super::NS_PER_SEC) as u64)
+}
