@@ -14,6 +14,7 @@ use crate::{
     format::{FormatOptions, Formatter, Timestamp},
     loader::{self, Tracer},
     output::Output,
+    states::{StateLines, StateOptions},
 };
 
 /// Converts `CLOCK_BOOTTIME` nanoseconds (the kernel's record timestamps) to
@@ -84,12 +85,27 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     let mut shown: u64 = 0;
     let limit = args.count.unwrap_or(u64::MAX);
     let mut line = Vec::with_capacity(256);
+    // Connection states (unless --no-states): fed every record, Packet and
+    // StateOnly; TIME_WAIT and stale connections expire on a 1 s tick too.
+    let mut states = (!args.no_states).then(|| StateLines::new(StateOptions::default()));
+    let mut state_tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    state_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let mut interrupted = false;
     'outer: loop {
         tokio::select! {
             _ = sigint.recv() => { interrupted = true; break }
             _ = sigterm.recv() => { interrupted = true; break }
+            _ = state_tick.tick(), if states.is_some() => {
+                if let Some(st) = states.as_mut() {
+                    let clock = BootClock::sample();
+                    line.clear();
+                    st.tick(clock_ns(libc::CLOCK_BOOTTIME) as i64, &formatter, |ns| clock.to_timestamp(ns as u64), &mut line);
+                    if !line.is_empty() && (!out.write_line(&line)? || !out.end_batch()?) {
+                        break;
+                    }
+                }
+            }
             guard = afd.readable_mut() => {
                 let mut guard = guard.context("waiting for the ring buffer")?;
                 let clock = BootClock::sample();
@@ -97,15 +113,21 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
                 while let Some(item) = rb.next() {
                     let rec = PacketRecord::from_bytes(&item).context("ring buffer record")?;
                     drop(item);
-                    if RecordKind::try_from(rec.kind) != Ok(RecordKind::Packet) {
+                    let is_packet = RecordKind::try_from(rec.kind) == Ok(RecordKind::Packet);
+                    line.clear();
+                    if is_packet {
+                        formatter.write_packet(clock.to_timestamp(rec.ts_ns), &rec, &mut line);
+                    }
+                    if let Some(st) = states.as_mut() {
+                        st.observe(rec.ts_ns as i64, &rec, &formatter, |ns| clock.to_timestamp(ns as u64), &mut line);
+                    }
+                    if line.is_empty() {
                         continue;
                     }
-                    line.clear();
-                    formatter.write_packet(clock.to_timestamp(rec.ts_ns), &rec, &mut line);
                     if !out.write_line(&line)? {
                         break 'outer;
                     }
-                    shown += 1;
+                    shown += u64::from(is_packet);
                     if shown >= limit {
                         break 'outer;
                     }
@@ -125,18 +147,36 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
         while let Some(item) = rb.next() {
             let Ok(rec) = PacketRecord::from_bytes(&item) else { continue };
             drop(item);
-            if rec.kind != RecordKind::Packet as u8 {
+            let is_packet = rec.kind == RecordKind::Packet as u8;
+            line.clear();
+            if is_packet {
+                formatter.write_packet(clock.to_timestamp(rec.ts_ns), &rec, &mut line);
+            }
+            if let Some(st) = states.as_mut() {
+                st.observe(rec.ts_ns as i64, &rec, &formatter, |ns| clock.to_timestamp(ns as u64), &mut line);
+            }
+            if line.is_empty() {
                 continue;
             }
-            line.clear();
-            formatter.write_packet(clock.to_timestamp(rec.ts_ns), &rec, &mut line);
             if !out.write_line(&line)? {
                 break;
             }
-            shown += 1;
+            shown += u64::from(is_packet);
             if shown >= limit {
                 break;
             }
+        }
+    }
+    // Connection states: expire what is due now (open connections get no
+    // summary).
+    if let Some(st) = states.as_mut()
+        && !out.is_closed()
+    {
+        let clock = BootClock::sample();
+        line.clear();
+        st.finish(clock_ns(libc::CLOCK_BOOTTIME) as i64, &formatter, |ns| clock.to_timestamp(ns as u64), &mut line);
+        if !line.is_empty() {
+            out.write_line(&line)?;
         }
     }
     // Like tcpdump, end the output with an empty line when stopped by a signal

@@ -225,3 +225,80 @@ fn traffic_on_other_ports_is_not_shown() {
     assert!(!tt_out.contains(&format!(".{}:", other_to.port())), "{tt_out}");
     compare(&tt_out, &td_out);
 }
+
+/// State lines live: one tcptrace sees every packet, another only SYN/FIN/RST
+/// (plus the kernel's state-only records); both print the same STATE and CONN
+/// lines (timestamps and timings aside), and the expected ones.
+#[test]
+#[ignore = "needs root"]
+fn state_lines_same_with_all_packets_or_flag_filter() {
+    assert!(is_root(), "run as root (cargo xtask test does)");
+    let pair = NetPair::new();
+    let (listener, to) = listen(&pair, format!("{}:0", pair.addr_b));
+    let closed = listen(&pair, format!("{}:0", pair.addr_b)).1;
+    let refused_port = closed.port();
+    let (rst_listener, rst_to) = listen(&pair, format!("{}:0", pair.addr_b));
+    let spawn = |name: &'static str, extra: &[&str]| {
+        let mut cmd = NetPair::command(&pair.a, env!("CARGO_BIN_EXE_tcptrace"));
+        cmd.args(["-i", &pair.if_a, "-n", "-tt"]);
+        for p in [to.port(), refused_port, rst_to.port()] {
+            cmd.args(["--port", &p.to_string()]);
+        }
+        cmd.args(extra);
+        let p = Proc::spawn(name, cmd);
+        p.wait_for("listening on");
+        p
+    };
+    let all = spawn("tcptrace (all)", &[]);
+    let ctl = spawn("tcptrace (SYN,FIN,RST)", &["--flags", "SYN,FIN,RST"]);
+
+    exchange(&pair, listener, to);
+    let refused = std::net::SocketAddr::new(to.ip(), refused_port);
+    in_ns(&pair.a, move || TcpStream::connect(refused).unwrap_err()).join().unwrap();
+    let server = std::thread::spawn(move || rst_listener.accept().unwrap().0);
+    in_ns(&pair.a, move || {
+        let c = TcpStream::connect(rst_to).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        linger_zero(&c);
+        drop(c);
+    })
+    .join()
+    .unwrap();
+    drop(server.join().unwrap());
+    settle();
+
+    let (all_out, all_err, rc1) = all.stop();
+    let (ctl_out, ctl_err, rc2) = ctl.stop();
+    assert_eq!((rc1, rc2), (0, 0), "stderr:\n{all_err}\n{ctl_err}");
+    // STATE/CONN lines without the timestamp and the timings.
+    let states = |out: &str| -> Vec<String> {
+        out.lines()
+            .filter_map(|l| l.split_once(' ').map(|(_, rest)| rest))
+            .filter(|l| l.starts_with("STATE ") || l.starts_with("CONN "))
+            .map(|l| match l.split_once(", duration ") {
+                Some((head, tail)) => format!("{head}, bytes{}", tail.split_once(", bytes").unwrap().1),
+                None => l.to_string(),
+            })
+            .collect()
+    };
+    let (a, c) = (states(&all_out), states(&ctl_out));
+    assert_eq!(a, c, "\n--- all packets\n{all_out}--- SYN,FIN,RST\n{ctl_out}");
+    let want_conn = [
+        format!(" > {}.{}: fin, client closed first, bytes >5 <6", pair.addr_b, to.port()),
+        format!(" > {}.{}: refused, bytes >0 <?", pair.addr_b, refused_port),
+        format!(" > {}.{}: rst by client", pair.addr_b, rst_to.port()),
+    ];
+    let conns: Vec<&String> = a.iter().filter(|l| l.starts_with("CONN ")).collect();
+    assert_eq!(conns.len(), 3, "{a:#?}");
+    for (got, want) in conns.iter().zip(&want_conn) {
+        assert!(got.contains(want.as_str()), "{got} should contain {want}");
+    }
+    for want in ["SYN_SENT -> ESTABLISHED", "SYN_RECEIVED -> ESTABLISHED", "FIN_WAIT_2 -> TIME_WAIT", "LAST_ACK -> CLOSED", "SYN_SENT -> CLOSED (got RST"] {
+        assert!(a.iter().any(|l| l.contains(want)), "no {want}: {a:#?}");
+    }
+    // With the filter, only SYN/FIN/RST packet lines.
+    for l in ctl_out.lines().filter(|l| l.contains(" Flags [")) {
+        let f = l.split("Flags [").nth(1).unwrap();
+        assert!(f.starts_with('S') || f.starts_with('F') || f.starts_with('R'), "{l}");
+    }
+}

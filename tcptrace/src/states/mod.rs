@@ -65,7 +65,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use tcptrace_common::record::{Malformed, PacketRecord, flags};
 
-pub use text::{ns_timestamp, timestamp_ns, write_duration, write_event, write_events};
+pub use text::{StateLines, ns_timestamp, timestamp_ns, write_duration, write_event, write_events};
 
 /// Nanoseconds per second.
 pub const NS_PER_SEC: i64 = 1_000_000_000;

@@ -131,3 +131,60 @@ pub fn timestamp_ns(ts: crate::format::Timestamp) -> i64 {
 pub fn ns_timestamp(ns: i64) -> crate::format::Timestamp {
     crate::format::Timestamp::nanos(ns.div_euclid(super::NS_PER_SEC), ns.rem_euclid(super::NS_PER_SEC) as u64)
 }
+
+/// A tracker and its text output, as the capture-file and live loops drive
+/// it: each call appends the lines of the events it caused to `line`.
+pub struct StateLines {
+    tracker: super::ConnTracker,
+    events: Vec<StateEvent>,
+}
+
+impl StateLines {
+    pub fn new(opts: super::StateOptions) -> Self {
+        Self { tracker: super::ConnTracker::new(opts), events: Vec::new() }
+    }
+
+    pub fn tracker(&self) -> &super::ConnTracker {
+        &self.tracker
+    }
+
+    /// [`super::ConnTracker::observe`], then the lines.
+    pub fn observe(
+        &mut self,
+        ts_ns: i64,
+        rec: &tcptrace_common::PacketRecord,
+        fmt: &crate::format::Formatter,
+        to_ts: impl Fn(i64) -> crate::format::Timestamp,
+        line: &mut Vec<u8>,
+    ) {
+        self.events.clear();
+        self.tracker.observe(ts_ns, rec, &mut self.events);
+        write_events(fmt, &self.events, to_ts, line);
+    }
+
+    /// [`super::ConnTracker::tick`], then the lines.
+    pub fn tick(
+        &mut self,
+        now_ns: i64,
+        fmt: &crate::format::Formatter,
+        to_ts: impl Fn(i64) -> crate::format::Timestamp,
+        line: &mut Vec<u8>,
+    ) {
+        self.events.clear();
+        self.tracker.tick(now_ns, &mut self.events);
+        write_events(fmt, &self.events, to_ts, line);
+    }
+
+    /// [`super::ConnTracker::finish`], then the lines.
+    pub fn finish(
+        &mut self,
+        now_ns: i64,
+        fmt: &crate::format::Formatter,
+        to_ts: impl Fn(i64) -> crate::format::Timestamp,
+        line: &mut Vec<u8>,
+    ) {
+        self.events.clear();
+        self.tracker.finish(now_ns, &mut self.events);
+        write_events(fmt, &self.events, to_ts, line);
+    }
+}
