@@ -10,7 +10,7 @@ use crate::capture;
 use crate::cli::Args;
 use crate::filter::filter_from_args;
 use crate::format::{FormatOptions, Formatter, LinkInfo};
-use crate::states::{self, ConnTracker, StateOptions};
+use crate::states::{self, StateLines, StateOptions};
 
 /// Whether an error is a closed pipe on the output (ends the run quietly).
 fn is_broken_pipe(e: &io::Error) -> bool {
@@ -30,8 +30,7 @@ pub fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
     let ports = (cfg.use_ports != 0).then_some(&ports);
     // The port part of the filter: what the state tracker sees.
     let port_cfg = tcptrace_common::FilterConfig { flag_mask: 0, ..cfg };
-    let mut tracker = (!args.no_states).then(|| ConnTracker::new(StateOptions::default()));
-    let mut events = Vec::new();
+    let mut tracker = (!args.no_states).then(|| StateLines::new(StateOptions::default()));
     let mut last_ns = None;
     let mut fmt = Formatter::new(FormatOptions::from_args(args));
     let limit = args.count.unwrap_or(u64::MAX);
@@ -62,9 +61,7 @@ pub fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
         if let Some(t) = tracker.as_mut() {
             let ns = states::timestamp_ns(pkt.ts);
             last_ns = Some(ns);
-            events.clear();
-            t.observe(ns, &rec, &mut events);
-            states::write_events(&fmt, &events, states::ns_timestamp, &mut line);
+            t.observe(ns, &rec, &fmt, states::ns_timestamp, &mut line);
         }
         if line.is_empty() {
             continue;
@@ -78,10 +75,8 @@ pub fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
         printed += u64::from(show);
     }
     if let (Some(t), Some(now)) = (tracker.as_mut(), last_ns) {
-        events.clear();
-        t.finish(now, &mut events);
         line.clear();
-        states::write_events(&fmt, &events, states::ns_timestamp, &mut line);
+        t.finish(now, &fmt, states::ns_timestamp, &mut line);
         match out.write_all(&line) {
             Ok(()) => {}
             Err(e) if is_broken_pipe(&e) => return Ok(()),
