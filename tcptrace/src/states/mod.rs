@@ -46,8 +46,10 @@
 //!   [`ConnTracker::tick`] or on any later record, with the expiry time as
 //!   the event's timestamp.
 //! - A connection that is still opening, or has a FIN not yet acknowledged,
-//!   and sees no state-relevant segment for [`StateOptions::stale_ns`] ends
-//!   with outcome `timeout`.
+//!   and sees no state-relevant segment for [`StateOptions::stale_ns`] gets a
+//!   summary with outcome `timeout`. It is still followed afterwards (the
+//!   kernel still remembers it), with transition lines but no second summary;
+//!   it goes when it ends, is reused or is evicted.
 //! - At most [`StateOptions::max_conns`] connections are kept; when full, the
 //!   one idle the longest makes room and, if it had not ended, gets a summary
 //!   with outcome `evicted`.
@@ -338,10 +340,17 @@ struct Conn {
     /// Last SYN from the client before the SYN-ACK.
     syn_ts: Option<i64>,
     handshake_ns: Option<i64>,
+    /// Sender of the last SYN-ACK and the acknowledgment that completes the
+    /// handshake (its seq + 1), as the kernel keeps them; cleared by a
+    /// retransmitted SYN, consumed by the first matching ACK.
+    synack: Option<(usize, u32)>,
     first_fin: Option<usize>,
     simultaneous_close: bool,
-    /// When the summary was made (the connection has ended).
+    /// When it ended by FIN or RST (it stays for `TIME_WAIT`, or as a
+    /// memory of the RST).
     ended: Option<i64>,
+    /// Its summary was printed (it ended, or timed out).
+    summarized: bool,
     last_active: i64,
     serial: u64,
     deadline: Option<i64>,
@@ -438,8 +447,11 @@ impl ConnTracker {
                     self.remove(&key);
                 }
             } else {
+                // The summary only: the connection is still followed (as the
+                // kernel still follows it), so that segments that come later
+                // give the same transitions with or without a flag filter.
                 self.end(key, due, Outcome::Timeout, out);
-                self.remove(&key);
+                self.reschedule(key);
             }
         }
     }
@@ -484,9 +496,7 @@ impl ConnTracker {
             match self.step(key, from, &seg, ts, out) {
                 Restart::No => return,
                 Restart::Reuse => {
-                    if self.conns.get(&key).is_some_and(|c| c.ended.is_none()) {
-                        self.end(key, ts, Outcome::Reused, out);
-                    }
+                    self.end(key, ts, Outcome::Reused, out);
                     self.remove(&key);
                 }
             }
@@ -502,9 +512,7 @@ impl ConnTracker {
         while self.conns.len() >= self.opts.max_conns {
             let Some(&(_, _, old)) = self.lru.first() else { break };
             self.evictions += 1;
-            if self.conns.get(&old).is_some_and(|c| c.ended.is_none()) {
-                self.end(old, ts, Outcome::Evicted, out);
-            }
+            self.end(old, ts, Outcome::Evicted, out);
             self.remove(&old);
         }
         self.serial += 1;
@@ -516,9 +524,11 @@ impl ConnTracker {
             first_ts: ts,
             syn_ts: None,
             handshake_ns: None,
+            synack: None,
             first_fin: None,
             simultaneous_close: false,
             ended: None,
+            summarized: false,
             last_active: ts,
             serial: self.serial,
             deadline: None,
@@ -559,7 +569,8 @@ impl ConnTracker {
         let want = if let Some(end) = c.ended {
             let tw = c.s.iter().filter(|s| s.state == TcpState::TimeWait).filter_map(|s| s.tw_deadline).min();
             Some(tw.unwrap_or(end.saturating_add(self.opts.time_wait_ns)))
-        } else if c.s.iter().any(|s| {
+        } else if !c.summarized
+            && c.s.iter().any(|s| {
             matches!(s.state, TcpState::SynSent | TcpState::SynReceived | TcpState::FinWait1 | TcpState::Closing | TcpState::LastAck)
         }) {
             Some(c.last_active.saturating_add(self.opts.stale_ns))
@@ -587,13 +598,16 @@ impl ConnTracker {
         }
     }
 
-    /// Makes the summary of `key` (once).
+    /// Makes the summary of `key` (once); marks it ended for a FIN or RST.
     fn end(&mut self, key: Key, ts: i64, outcome: Outcome, out: &mut Vec<StateEvent>) {
         let Some(c) = self.conns.get_mut(&key) else { return };
-        if c.ended.is_some() {
+        if matches!(outcome, Outcome::Fin { .. } | Outcome::Rst { .. } | Outcome::Refused) && c.ended.is_none() {
+            c.ended = Some(ts);
+        }
+        if c.summarized {
             return;
         }
-        c.ended = Some(ts);
+        c.summarized = true;
         let a = c.client.unwrap_or(c.first_from);
         let b = a ^ 1;
         let who = |i: usize| if i == a { Who::A } else { Who::B };
@@ -705,11 +719,15 @@ impl ConnTracker {
                             c.syn_ts = Some(ts);
                         }
                     }
-                    (_, Some(isn)) if isn == seg.seq => {
+                    (state, Some(isn)) if isn == seg.seq => {
                         // Retransmission: the handshake is timed from the
                         // last one before the SYN-ACK.
                         if c.client == Some(from) && c.s[to].isn.is_none() {
                             c.syn_ts = Some(ts);
+                        }
+                        // The handshake's ACK must now follow a new SYN-ACK.
+                        if state == TcpState::SynSent {
+                            c.synack = None;
                         }
                         changed = true;
                     }
@@ -735,6 +753,7 @@ impl ConnTracker {
                     (_, Some(isn)) if isn == seg.seq => changed = true,
                     _ => return Restart::Reuse,
                 }
+                c.synack = Some((from, seg.seq.wrapping_add(1)));
                 // Its ACK part: the peer's SYN is acknowledged.
                 let p = &mut c.s[to];
                 if let Some(isn) = p.isn
@@ -759,11 +778,14 @@ impl ConnTracker {
         }
 
         if has(flags::ACK) {
-            // The handshake's last ACK.
-            if let Some(isn) = c.s[to].isn
-                && seg.ack == isn.wrapping_add(1)
+            // The handshake's last ACK: the first ACK of the last SYN-ACK
+            // from the other endpoint.
+            if let Some((sx, end)) = c.synack
+                && sx == to
+                && seg.ack == end
             {
-                if c.s[from].state == TcpState::SynSent && c.s[to].state != TcpState::Closed {
+                c.synack = None;
+                if c.s[from].state == TcpState::SynSent {
                     c.s[from].state = TcpState::Established;
                     out.push(transition(ts, c.s[from].ep, c.s[to].ep, TcpState::SynSent, TcpState::Established, Cause::SentAckOfSynAck));
                 }
