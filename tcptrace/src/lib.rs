@@ -6,9 +6,11 @@ pub mod ebpf;
 pub mod filter;
 pub mod format;
 pub mod loader;
+pub mod names;
 pub mod offline;
 pub mod live;
 pub mod output;
+pub mod pipeline;
 pub mod states;
 
 /// An error in how tcptrace was called (exit status 2, like clap's own).

@@ -1,8 +1,12 @@
 //! Live tracing: load, attach, consume the ring buffer, print.
 
-use std::io::{self, Write};
+use std::{
+    io::{self, Write},
+    net::IpAddr,
+};
 
 use anyhow::{Context as _, bail};
+use aya::maps::{MapData, RingBuf};
 use tcptrace_common::{PacketRecord, RecordKind};
 use tokio::{
     io::{Interest, unix::AsyncFd},
@@ -11,10 +15,11 @@ use tokio::{
 
 use crate::{
     cli::Args,
-    format::{FormatOptions, Formatter, Timestamp},
+    format::{LinkInfo, Timestamp},
     loader::{self, Tracer},
+    names::Resolver,
     output::Output,
-    states::{StateLines, StateOptions},
+    pipeline::{Flow, Pipeline, TimeBase},
 };
 
 /// Converts `CLOCK_BOOTTIME` nanoseconds (the kernel's record timestamps) to
@@ -42,9 +47,40 @@ impl BootClock {
     }
 
     pub fn to_timestamp(&self, boot_ns: u64) -> Timestamp {
-        let t = boot_ns as i128 + self.offset_ns;
-        Timestamp::nanos(t.div_euclid(1_000_000_000) as i64, t.rem_euclid(1_000_000_000) as u64)
+        self.time_base().timestamp(boot_ns as i64)
     }
+
+    pub fn time_base(&self) -> TimeBase {
+        TimeBase::Boot { offset_ns: self.offset_ns }
+    }
+}
+
+/// The next name from the resolver, if there is one (never ready otherwise).
+async fn next_name(resolver: &mut Option<Resolver>) -> Option<(IpAddr, Option<String>)> {
+    match resolver {
+        Some(r) if r.outstanding() > 0 => r.recv().await,
+        _ => std::future::pending().await,
+    }
+}
+
+/// Hands every record in the ring buffer to the pipeline.
+fn drain_ring(rb: &mut RingBuf<MapData>, pipe: &mut Pipeline<io::Stdout>) -> anyhow::Result<Flow> {
+    let clock = BootClock::sample();
+    pipe.set_time(clock.time_base());
+    while let Some(item) = rb.next() {
+        let rec = PacketRecord::from_bytes(&item).context("ring buffer record")?;
+        drop(item);
+        let show = match RecordKind::try_from(rec.kind) {
+            Ok(RecordKind::Packet) => true,
+            Ok(RecordKind::StateOnly) => false,
+            Err(k) => anyhow::bail!("ring buffer record of unknown kind {k}"),
+        };
+        let ts = clock.to_timestamp(rec.ts_ns);
+        if pipe.push(ts, rec.ts_ns as i64, LinkInfo::None, &rec, show)? == Flow::Stop {
+            return Ok(Flow::Stop);
+        }
+    }
+    Ok(Flow::Go)
 }
 
 /// Traces the interfaces in `args` until Ctrl-C, SIGTERM, `-c` or a closed
@@ -78,113 +114,46 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     let mut afd = unsafe { AsyncFd::register_with_interest(events, Interest::READABLE) }
         .map_err(io::Error::from)
         .context("polling the ring buffer")?;
-    let mut formatter = Formatter::new(FormatOptions::from_args(args));
-    let mut out = Output::stdout(args.line_buffered);
+    let mut pipe = Pipeline::new(args, Output::stdout(args.line_buffered), BootClock::sample().time_base());
+    let mut resolver = (args.numeric == 0).then(|| Resolver::new(4));
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
-    let mut shown: u64 = 0;
-    let limit = args.count.unwrap_or(u64::MAX);
-    let mut line = Vec::with_capacity(256);
-    // Connection states (unless --no-states): fed every record, Packet and
-    // StateOnly; TIME_WAIT and stale connections expire on a 1 s tick too.
-    let mut states = (!args.no_states).then(|| StateLines::new(StateOptions::default()));
-    let mut state_tick = tokio::time::interval(std::time::Duration::from_secs(1));
-    state_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // TIME_WAIT and stale connections expire on a tick while traffic is idle.
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let mut interrupted = false;
-    'outer: loop {
-        tokio::select! {
+    loop {
+        let flow = tokio::select! {
             _ = sigint.recv() => { interrupted = true; break }
             _ = sigterm.recv() => { interrupted = true; break }
-            _ = state_tick.tick(), if states.is_some() => {
-                if let Some(st) = states.as_mut() {
-                    let clock = BootClock::sample();
-                    line.clear();
-                    st.tick(clock_ns(libc::CLOCK_BOOTTIME) as i64, &formatter, |ns| clock.to_timestamp(ns as u64), &mut line);
-                    if !line.is_empty() && (!out.write_line(&line)? || !out.end_batch()?) {
-                        break;
-                    }
-                }
+            Some((ip, name)) = next_name(&mut resolver) => pipe.set_name(ip, name)?,
+            _ = tick.tick(), if pipe.tracks_states() => {
+                pipe.set_time(BootClock::sample().time_base());
+                pipe.tick(clock_ns(libc::CLOCK_BOOTTIME) as i64)?
             }
             guard = afd.readable_mut() => {
                 let mut guard = guard.context("waiting for the ring buffer")?;
-                let clock = BootClock::sample();
-                let rb = guard.get_inner_mut();
-                while let Some(item) = rb.next() {
-                    let rec = PacketRecord::from_bytes(&item).context("ring buffer record")?;
-                    drop(item);
-                    let is_packet = RecordKind::try_from(rec.kind) == Ok(RecordKind::Packet);
-                    line.clear();
-                    if is_packet {
-                        formatter.write_packet(clock.to_timestamp(rec.ts_ns), &rec, &mut line);
-                    }
-                    if let Some(st) = states.as_mut() {
-                        st.observe(rec.ts_ns as i64, &rec, &formatter, |ns| clock.to_timestamp(ns as u64), &mut line);
-                    }
-                    if line.is_empty() {
-                        continue;
-                    }
-                    if !out.write_line(&line)? {
-                        break 'outer;
-                    }
-                    shown += u64::from(is_packet);
-                    if shown >= limit {
-                        break 'outer;
-                    }
-                }
+                let flow = drain_ring(guard.get_inner_mut(), &mut pipe)?;
                 guard.clear_ready();
-                if !out.end_batch()? {
-                    break;
-                }
+                flow
             }
+        };
+        if let Some(r) = resolver.as_mut() {
+            for ip in pipe.take_requests() {
+                r.request(ip);
+            }
+        }
+        if flow == Flow::Stop || pipe.end_batch()? == Flow::Stop {
+            break;
         }
     }
     // Records already in the ring buffer when we stopped are still printed
-    // (up to -c), as tcpdump flushes what it captured.
-    let rb = afd.get_mut();
-    if shown < limit && !out.is_closed() {
-        let clock = BootClock::sample();
-        while let Some(item) = rb.next() {
-            let Ok(rec) = PacketRecord::from_bytes(&item) else { continue };
-            drop(item);
-            let is_packet = rec.kind == RecordKind::Packet as u8;
-            line.clear();
-            if is_packet {
-                formatter.write_packet(clock.to_timestamp(rec.ts_ns), &rec, &mut line);
-            }
-            if let Some(st) = states.as_mut() {
-                st.observe(rec.ts_ns as i64, &rec, &formatter, |ns| clock.to_timestamp(ns as u64), &mut line);
-            }
-            if line.is_empty() {
-                continue;
-            }
-            if !out.write_line(&line)? {
-                break;
-            }
-            shown += u64::from(is_packet);
-            if shown >= limit {
-                break;
-            }
-        }
-    }
-    // Connection states: expire what is due now (open connections get no
-    // summary).
-    if let Some(st) = states.as_mut()
-        && !out.is_closed()
-    {
-        let clock = BootClock::sample();
-        line.clear();
-        st.finish(clock_ns(libc::CLOCK_BOOTTIME) as i64, &formatter, |ns| clock.to_timestamp(ns as u64), &mut line);
-        if !line.is_empty() {
-            out.write_line(&line)?;
-        }
-    }
-    // Like tcpdump, end the output with an empty line when stopped by a signal
-    // (not when -c was reached).
-    if interrupted {
-        out.write_line(b"\n")?;
-    }
-    out.finish()?;
+    // (up to -c), as tcpdump flushes what it captured; names still being
+    // looked up are printed as numbers.
+    drain_ring(afd.get_mut(), &mut pipe)?;
+    pipe.finish(Some(clock_ns(libc::CLOCK_BOOTTIME) as i64), interrupted)?;
+    let shown = pipe.shown();
     let c = tracer.counters()?;
     let mut err = io::stderr().lock();
     let _ = writeln!(err, "{shown} packets captured");

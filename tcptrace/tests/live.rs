@@ -59,14 +59,19 @@ impl Proc {
 }
 
 fn start_tracers(pair: &NetPair, ports: &[u16]) -> (Proc, Proc) {
+    start_tracers_with(pair, ports, &["-n"])
+}
+
+/// tcptrace and tcpdump on `pair.if_a` with `extra` options for both.
+fn start_tracers_with(pair: &NetPair, ports: &[u16], extra: &[&str]) -> (Proc, Proc) {
     let mut tt = NetPair::command(&pair.a, env!("CARGO_BIN_EXE_tcptrace"));
-    tt.args(["-i", &pair.if_a, "-n", "-tt", "--no-states"]);
+    tt.args(["-i", &pair.if_a, "-tt", "--no-states"]).args(extra);
     for p in ports {
         tt.args(["--port", &p.to_string()]);
     }
     let filter = ports.iter().map(|p| format!("tcp port {p}")).collect::<Vec<_>>().join(" or ");
     let mut td = NetPair::command(&pair.a, "tcpdump");
-    td.args(["-i", &pair.if_a, "-n", "-tt", "-l", &filter]);
+    td.args(["-i", &pair.if_a, "-tt", "-l"]).args(extra).arg(&filter);
     let tt = Proc::spawn("tcptrace", tt);
     let td = Proc::spawn("tcpdump", td);
     tt.wait_for("listening on");
@@ -143,7 +148,6 @@ fn ipv4_connection_refused_and_reset_match_tcpdump() {
     let closed = listen(&pair, format!("{}:0", pair.addr_b)).1;
     let (rst_listener, rst_to) = listen(&pair, format!("{}:0", pair.addr_b));
     let refused_port = closed.port();
-    drop(closed);
     let ports = [to.port(), refused_port, rst_to.port()];
     let (tt, td) = start_tracers(&pair, &ports);
 
@@ -301,4 +305,23 @@ fn state_lines_same_with_all_packets_or_flag_filter() {
         let f = l.split("Flags [").nth(1).unwrap();
         assert!(f.starts_with('S') || f.starts_with('F') || f.starts_with('R'), "{l}");
     }
+}
+
+/// Without -n, both print host names, here from the namespace's own
+/// /etc/hosts (`ip netns exec` mounts /etc/netns/NS/hosts over it).
+#[test]
+#[ignore = "needs root"]
+fn names_without_n_match_tcpdump() {
+    assert!(is_root(), "run as root (cargo xtask test does)");
+    let pair = NetPair::new();
+    pair.set_hosts(&pair.a, &format!("127.0.0.1 localhost\n{} client-a.test\n{} server-b.test\n", pair.addr_a, pair.addr_b));
+    let (listener, to) = listen(&pair, format!("{}:0", pair.addr_b));
+    let (tt, td) = start_tracers_with(&pair, &[to.port()], &[]);
+    exchange(&pair, listener, to);
+    settle();
+    let (tt_out, tt_err, tt_rc) = tt.stop();
+    let (td_out, _, _) = td.stop();
+    assert_eq!(tt_rc, 0, "stderr:\n{tt_err}");
+    assert!(tt_out.contains("IP client-a.test.") && tt_out.contains(" > server-b.test."), "{tt_out}");
+    compare(&tt_out, &td_out);
 }

@@ -212,3 +212,31 @@ fn state_lines_leave_packet_lines_alone() {
     }
     assert!(state_lines > 50 && summaries > 5, "{state_lines} state lines, {summaries} summaries");
 }
+
+/// Without -n, names come from the system resolver as in tcpdump: on the
+/// loopback captures (127.0.0.1 is `localhost` in /etc/hosts) tcptrace prints
+/// what the real tcpdump prints, up to `length N` (tcpdump then goes on with
+/// application-layer text).
+#[test]
+fn names_match_real_tcpdump_on_loopback_captures() {
+    for name in ["print-flags.pcap", "resp_3_malicious.pcap"] {
+        let p = pcap(name);
+        let td = std::process::Command::new("tcpdump")
+            .args(["-r", p.to_str().unwrap(), "tcp"])
+            .env("TZ", "UTC")
+            .output()
+            .expect("tcpdump (cargo xtask test installs it)");
+        assert!(td.status.success(), "tcpdump failed: {}", String::from_utf8_lossy(&td.stderr));
+        let td = String::from_utf8(td.stdout).unwrap();
+        let (r, ours) = run(&["-r", p.to_str().unwrap()]);
+        r.unwrap();
+        assert!(ours.contains("localhost."), "{name}: no names in\n{ours}");
+        let (a, b): (Vec<_>, Vec<_>) = (ours.lines().collect(), td.lines().collect());
+        assert_eq!(a.len(), b.len(), "{name}: line counts\n--- tcptrace\n{ours}--- tcpdump\n{td}");
+        for (x, y) in a.iter().zip(&b) {
+            assert!(y.starts_with(x), "{name}:\n tcptrace: {x}\n tcpdump:  {y}");
+            let end = x.rfind(", length ").map(|i| i + ", length ".len()).unwrap_or(0);
+            assert!(x[end..].chars().all(|c| c.is_ascii_digit()), "{name}: line does not end at length N: {x}");
+        }
+    }
+}

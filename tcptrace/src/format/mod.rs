@@ -11,6 +11,7 @@ mod services;
 mod ts;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::fmt::Write;
 
 use tcptrace_common::record::{MAX_EXT, PacketRecord, flags};
@@ -18,7 +19,7 @@ use tcptrace_common::record::{MAX_EXT, PacketRecord, flags};
 pub use services::PortNames;
 pub use ts::Timestamp;
 
-use crate::cli::TimestampMode;
+use crate::{cli::TimestampMode, names::HostCache};
 
 /// How lines are printed (the tcpdump options that change them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +68,10 @@ impl LinkInfo {
     }
 }
 
+fn ip4(a: &[u8; 16]) -> IpAddr {
+    IpAddr::from([a[0], a[1], a[2], a[3]])
+}
+
 /// A conversation as tcpdump keys it: lower port (or address) first.
 type ConvKey = ([u8; 16], [u8; 16], u32);
 
@@ -86,6 +91,9 @@ pub struct Formatter {
     conv4: HashMap<ConvKey, Bases>,
     conv6: HashMap<ConvKey, Bases>,
     ports: Option<PortNames>,
+    /// Host names when printing names (no `-n`); filled by whoever drives the
+    /// formatter (see [`Formatter::unresolved`]).
+    hosts: Option<HostCache>,
     ifnames: HashMap<u32, String>,
 }
 
@@ -114,7 +122,37 @@ impl Formatter {
             conv4: HashMap::new(),
             conv6: HashMap::new(),
             ports: if opts.numeric { None } else { ports },
+            hosts: if opts.numeric { None } else { Some(HostCache::default()) },
             ifnames: HashMap::new(),
+        }
+    }
+
+    /// Addresses of `rec` whose names are still unknown (none with `-n`).
+    /// Until they are given with [`Formatter::set_host_name`], the line prints
+    /// them as numbers.
+    pub fn unresolved(&self, rec: &PacketRecord) -> impl Iterator<Item = IpAddr> + use<'_> {
+        let hosts = self.hosts.as_ref();
+        let addrs = match rec.family {
+            4 => [ip4(&rec.src), ip4(&rec.dst)],
+            _ => [IpAddr::from(rec.src), IpAddr::from(rec.dst)],
+        };
+        addrs.into_iter().filter(move |ip| hosts.is_some_and(|h| !h.contains(ip)))
+    }
+
+    /// Records the name of `ip` (`None`: it has none, print the number).
+    pub fn set_host_name(&mut self, ip: IpAddr, name: Option<String>) {
+        if let Some(h) = self.hosts.as_mut() {
+            h.insert(ip, name);
+        }
+    }
+
+    fn host(&self, ip: IpAddr, out: &mut String) -> bool {
+        match self.hosts.as_ref().and_then(|h| h.get(&ip)) {
+            Some(Some(name)) => {
+                out.push_str(name);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -193,8 +231,12 @@ impl Formatter {
         }
         let mut src = String::new();
         let mut dst = String::new();
-        addr::ipv4(&r.src[..4], &mut src);
-        addr::ipv4(&r.dst[..4], &mut dst);
+        if !self.host(ip4(&r.src), &mut src) {
+            addr::ipv4(&r.src[..4], &mut src);
+        }
+        if !self.host(ip4(&r.dst), &mut dst) {
+            addr::ipv4(&r.dst[..4], &mut dst);
+        }
         self.tcp(r, s, &src, &dst, true, len - hlen, snap - hlen);
     }
 
@@ -219,8 +261,12 @@ impl Formatter {
         };
         let mut src = String::new();
         let mut dst = String::new();
-        addr::ipv6(&r.src, &mut src);
-        addr::ipv6(&r.dst, &mut dst);
+        if !self.host(IpAddr::from(r.src), &mut src) {
+            addr::ipv6(&r.src, &mut src);
+        }
+        if !self.host(IpAddr::from(r.dst), &mut dst) {
+            addr::ipv6(&r.dst, &mut dst);
+        }
         let n_ext = (r.ext_count as usize).min(MAX_EXT);
         let exts = &r.ext[..n_ext];
         let l4 = r.l4_off as u32;

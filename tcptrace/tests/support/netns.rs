@@ -57,6 +57,14 @@ impl NetPair {
         p
     }
 
+    /// Gives namespace `ns` its own /etc/hosts for commands run through
+    /// [`NetPair::command`] (removed with the pair).
+    pub fn set_hosts(&self, ns: &str, text: &str) {
+        let dir = format!("/etc/netns/{ns}");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(format!("{dir}/hosts"), text).unwrap();
+    }
+
     /// A command run inside namespace `ns`.
     pub fn command(ns: &str, program: &str) -> Command {
         let mut c = Command::new("ip");
@@ -70,6 +78,7 @@ impl Drop for NetPair {
     fn drop(&mut self) {
         for ns in [&self.a, &self.b] {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
+            let _ = std::fs::remove_dir_all(format!("/etc/netns/{ns}"));
         }
     }
 }

@@ -1,0 +1,222 @@
+//! What happens to a record after it is parsed, the same for live tracing and
+//! capture files: packet line (with names unless `-n`), connection-state
+//! lines, `-c`, and the output's buffering and closed-pipe rules.
+//!
+//! Records wait in order while the names of their addresses are looked up,
+//! so lines come out in capture order, as in tcpdump, without the event loop
+//! ever blocking on DNS.
+
+use std::{collections::VecDeque, io, io::Write, net::IpAddr};
+
+use tcptrace_common::PacketRecord;
+
+use crate::{
+    cli::Args,
+    format::{FormatOptions, Formatter, LinkInfo, Timestamp},
+    output::Output,
+    states::{self, StateLines, StateOptions},
+};
+
+/// How record clock values (`ns`) become wall-clock timestamps for state lines.
+#[derive(Debug, Clone, Copy)]
+pub enum TimeBase {
+    /// `ns` is wall-clock nanoseconds since the epoch (capture files).
+    Realtime,
+    /// `ns` is `CLOCK_BOOTTIME`; add this offset for wall-clock time.
+    Boot { offset_ns: i128 },
+}
+
+impl TimeBase {
+    pub fn timestamp(self, ns: i64) -> Timestamp {
+        match self {
+            TimeBase::Realtime => states::ns_timestamp(ns),
+            TimeBase::Boot { offset_ns } => {
+                let t = ns as i128 + offset_ns;
+                Timestamp::nanos(t.div_euclid(1_000_000_000) as i64, t.rem_euclid(1_000_000_000) as u64)
+            }
+        }
+    }
+}
+
+/// Whether to go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Go,
+    /// `-c` reached or the reader closed the output.
+    Stop,
+}
+
+struct Pending {
+    ts: Timestamp,
+    ns: i64,
+    link: LinkInfo,
+    rec: PacketRecord,
+    show: bool,
+}
+
+pub struct Pipeline<W: Write> {
+    fmt: Formatter,
+    states: Option<StateLines>,
+    out: Output<W>,
+    time: TimeBase,
+    queue: VecDeque<Pending>,
+    requests: Vec<IpAddr>,
+    shown: u64,
+    limit: u64,
+    last_ns: Option<i64>,
+    line: Vec<u8>,
+    stopped: bool,
+}
+
+impl<W: Write> Pipeline<W> {
+    pub fn new(args: &Args, out: Output<W>, time: TimeBase) -> Self {
+        Self {
+            fmt: Formatter::new(FormatOptions::from_args(args)),
+            states: (!args.no_states).then(|| StateLines::new(StateOptions::default())),
+            out,
+            time,
+            queue: VecDeque::new(),
+            requests: Vec::new(),
+            shown: 0,
+            limit: args.count.unwrap_or(u64::MAX),
+            last_ns: None,
+            line: Vec::with_capacity(512),
+            stopped: false,
+        }
+    }
+
+    /// Whether connection states are followed (records that are not shown
+    /// still matter then).
+    pub fn tracks_states(&self) -> bool {
+        self.states.is_some()
+    }
+
+    pub fn set_time(&mut self, time: TimeBase) {
+        self.time = time;
+    }
+
+    /// Packet lines written so far.
+    pub fn shown(&self) -> u64 {
+        self.shown
+    }
+
+    /// Takes a record: `show` prints its packet line; every record goes to the
+    /// state tracker. `ts` is its wall-clock time, `ns` its clock value.
+    pub fn push(&mut self, ts: Timestamp, ns: i64, link: LinkInfo, rec: &PacketRecord, show: bool) -> io::Result<Flow> {
+        if self.stopped {
+            return Ok(Flow::Stop);
+        }
+        if show {
+            let before = self.requests.len();
+            self.requests.extend(self.fmt.unresolved(rec));
+            // Both addresses may be the same one.
+            if self.requests.len() == before + 2 && self.requests[before] == self.requests[before + 1] {
+                self.requests.pop();
+            }
+        }
+        self.queue.push_back(Pending { ts, ns, link, rec: *rec, show });
+        self.drain()
+    }
+
+    /// Addresses whose names the queued records wait for: ask a resolver, then
+    /// give the answers to [`Pipeline::set_name`]. Each is returned once per
+    /// record that needs it (the resolver drops repeats).
+    pub fn take_requests(&mut self) -> std::vec::Drain<'_, IpAddr> {
+        self.requests.drain(..)
+    }
+
+    /// Whether records are waiting for names.
+    pub fn waiting(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    pub fn set_name(&mut self, ip: IpAddr, name: Option<String>) -> io::Result<Flow> {
+        self.fmt.set_host_name(ip, name);
+        self.drain()
+    }
+
+    /// Prints queued records, in order, up to the first one still waiting
+    /// for a name.
+    fn drain(&mut self) -> io::Result<Flow> {
+        while let Some(p) = self.queue.front() {
+            if self.stopped {
+                self.queue.clear();
+                break;
+            }
+            if p.show && self.fmt.unresolved(&p.rec).next().is_some() {
+                break;
+            }
+            let Some(p) = self.queue.pop_front() else { break };
+            self.line.clear();
+            if p.show {
+                self.fmt.write_packet_link(p.ts, p.link, &p.rec, &mut self.line);
+            }
+            if let Some(st) = self.states.as_mut() {
+                let time = self.time;
+                st.observe(p.ns, &p.rec, &self.fmt, |ns| time.timestamp(ns), &mut self.line);
+            }
+            self.last_ns = Some(p.ns);
+            if !self.line.is_empty() && !self.out.write_line(&self.line)? {
+                self.stopped = true;
+                continue;
+            }
+            if p.show {
+                self.shown += 1;
+                if self.shown >= self.limit {
+                    self.stopped = true;
+                }
+            }
+        }
+        Ok(if self.stopped { Flow::Stop } else { Flow::Go })
+    }
+
+    /// Expires connections (TIME_WAIT, stale) at clock value `now_ns`, when no
+    /// record is waiting (they would come first).
+    pub fn tick(&mut self, now_ns: i64) -> io::Result<Flow> {
+        if self.stopped {
+            return Ok(Flow::Stop);
+        }
+        if let (Some(st), true) = (self.states.as_mut(), self.queue.is_empty()) {
+            self.line.clear();
+            let time = self.time;
+            st.tick(now_ns, &self.fmt, |ns| time.timestamp(ns), &mut self.line);
+            if !self.line.is_empty() && !self.out.write_line(&self.line)? {
+                self.stopped = true;
+            }
+        }
+        self.end_batch()
+    }
+
+    /// Pushes out what was written since the last batch.
+    pub fn end_batch(&mut self) -> io::Result<Flow> {
+        if !self.out.end_batch()? {
+            self.stopped = true;
+        }
+        Ok(if self.stopped { Flow::Stop } else { Flow::Go })
+    }
+
+    /// The end: records still waiting are printed with the names known (the
+    /// rest as numbers), connections due expire at `now_ns` (or at the last
+    /// record's time), tcpdump's trailing empty line when `interrupted`, flush.
+    pub fn finish(&mut self, now_ns: Option<i64>, interrupted: bool) -> io::Result<()> {
+        while let Some(p) = self.queue.front() {
+            let unresolved: Vec<IpAddr> = self.fmt.unresolved(&p.rec).collect();
+            for ip in unresolved {
+                self.fmt.set_host_name(ip, None);
+            }
+            self.drain()?;
+        }
+        if let (Some(st), Some(now), false) = (self.states.as_mut(), now_ns.or(self.last_ns), self.stopped) {
+            self.line.clear();
+            let time = self.time;
+            st.finish(now, &self.fmt, |ns| time.timestamp(ns), &mut self.line);
+            if !self.line.is_empty() && !self.out.write_line(&self.line)? {
+                self.stopped = true;
+            }
+        }
+        if interrupted && !self.out.is_closed() {
+            self.out.write_line(b"\n")?;
+        }
+        self.out.finish()
+    }
+}
