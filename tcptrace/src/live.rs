@@ -159,6 +159,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     let _ = writeln!(err, "{shown} packets captured");
     let _ = writeln!(err, "{} packets received by filter", c.matched);
     let _ = writeln!(err, "{} packets dropped by kernel", c.ringbuf_full);
+    log::info!("kernel counters: {c}");
     // Detach before returning: dropping the tracer drops its links.
     drop(afd);
     drop(tracer);

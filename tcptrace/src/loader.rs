@@ -69,6 +69,33 @@ pub struct Counters {
     pub malformed: [u64; MALFORMED_KINDS],
 }
 
+impl std::fmt::Display for Counters {
+    /// One line: every counter, and the malformed reasons that occurred.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "frames {}, tcp {}, matched {}, state-only {}, emitted {}, ring buffer full {}, \
+             later fragments {}, connections entered {} closed {}",
+            self.frames,
+            self.tcp,
+            self.matched,
+            self.state_only,
+            self.emitted,
+            self.ringbuf_full,
+            self.later_fragments,
+            self.conn_new,
+            self.conn_closed
+        )?;
+        for (i, n) in self.malformed.iter().enumerate().filter(|(i, n)| *i != 0 && **n != 0) {
+            match tcptrace_common::Malformed::try_from(i as u8) {
+                Ok(m) => write!(f, ", malformed {m:?} {n}")?,
+                Err(_) => write!(f, ", malformed #{i} {n}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Sizes of the kernel maps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sizes {
@@ -226,4 +253,19 @@ pub fn nix_ifindex(iface: &str) -> u32 {
     let Ok(c) = std::ffi::CString::new(iface) else { return 0 };
     // SAFETY: c is a valid NUL-terminated string.
     unsafe { libc::if_nametoindex(c.as_ptr()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_line_names_malformed_reasons_that_occurred() {
+        let mut c = Counters { frames: 10, tcp: 9, matched: 5, emitted: 5, ..Counters::default() };
+        c.malformed[tcptrace_common::Malformed::TcpHdrTooShort as usize] = 2;
+        let line = c.to_string();
+        assert!(line.starts_with("frames 10, tcp 9, matched 5, state-only 0, emitted 5, ring buffer full 0"), "{line}");
+        assert!(line.ends_with(", malformed TcpHdrTooShort 2"), "{line}");
+        assert!(!line.contains("IpTruncated"), "{line}");
+    }
 }
