@@ -16,6 +16,10 @@ pub struct Args {
     #[arg(long = "port", value_name = "PORT", value_parser = parse_port)]
     pub port: Vec<u16>,
 
+    /// Trace only this address family: 4 (IPv4) or 6 (IPv6). Default: both.
+    #[arg(long = "family", value_name = "4|6", value_parser = parse_family)]
+    pub family: Option<u8>,
+
     /// Show a packet when it carries any of these flags: names (SYN,FIN,RST,
     /// PSH,ACK,URG,ECE,CWR) or tcpdump's letters (S,F,R,P,.,U,E,W),
     /// comma-separated. Default: every TCP packet.
@@ -154,6 +158,14 @@ pub fn parse_flags(s: &str) -> Result<u16, String> {
     Ok(mask)
 }
 
+fn parse_family(s: &str) -> Result<u8, String> {
+    match s {
+        "4" | "ipv4" | "ip" => Ok(4),
+        "6" | "ipv6" | "ip6" => Ok(6),
+        _ => Err(format!("'{s}' is not an address family (4 or 6)")),
+    }
+}
+
 fn parse_buffer_size(s: &str) -> Result<u32, String> {
     let n: u32 = s.parse().map_err(|_| format!("'{s}' is not a size in bytes"))?;
     if n < 4096 || !n.is_power_of_two() {
@@ -180,6 +192,13 @@ mod tests {
         let a = Args::try_parse_from(["tcptrace", "-ttt", "-nn", "-r", "x"]).unwrap();
         assert_eq!(a.timestamp_mode(), TimestampMode::DeltaPrev);
         assert_eq!(a.numeric, 2);
+    }
+
+    #[test]
+    fn family() {
+        assert_eq!(Args::try_parse_from(["tcptrace", "--family", "6"]).unwrap().family, Some(6));
+        assert_eq!(Args::try_parse_from(["tcptrace", "--family", "ip"]).unwrap().family, Some(4));
+        assert!(Args::try_parse_from(["tcptrace", "--family", "5"]).is_err());
     }
 
     #[test]

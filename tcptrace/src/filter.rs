@@ -5,7 +5,7 @@ use tcptrace_common::filter::{FilterConfig, PortBitmap};
 
 use crate::cli::Args;
 
-/// `--port` and `--flags` as a [`FilterConfig`] and [`PortBitmap`].
+/// `--port`, `--flags` and `--family` as a [`FilterConfig`] and [`PortBitmap`].
 pub fn filter_from_args(args: &Args) -> (FilterConfig, PortBitmap) {
     let mut ports = PortBitmap::empty();
     for &p in &args.port {
@@ -13,7 +13,7 @@ pub fn filter_from_args(args: &Args) -> (FilterConfig, PortBitmap) {
     }
     let cfg = FilterConfig {
         flag_mask: args.flags.unwrap_or(0),
-        family: 0,
+        family: args.family.unwrap_or(0),
         use_ports: u8::from(!args.port.is_empty()),
         track_states: (!args.no_states && args.flags.is_some()) as u8,
         _pad: [0; 3],

@@ -367,3 +367,16 @@ fn state_only_decisions_match_userspace_replay() {
     }
     assert!(state_only > 300, "only {state_only} state-only records: the stream is too tame");
 }
+
+#[test]
+#[ignore = "needs root"]
+fn family_filter() {
+    assert!(is_root(), "run as root (cargo xtask test does)");
+    for (family, v4, v6) in [(4u8, 1usize, 0usize), (6, 0, 1), (0, 1, 1)] {
+        let mut h = Harness::new(FilterConfig { family, ..Default::default() }, &[]);
+        for prog in [XDP_PROG, TC_INGRESS_PROG, TC_EGRESS_PROG] {
+            assert_eq!(h.run(prog, &frames::tcp4(&Tcp::default())).len(), v4, "family {family} {prog} IPv4");
+            assert_eq!(h.run(prog, &frames::tcp6(&Tcp::default())).len(), v6, "family {family} {prog} IPv6");
+        }
+    }
+}

@@ -240,3 +240,15 @@ fn names_match_real_tcpdump_on_loopback_captures() {
         }
     }
 }
+
+#[test]
+fn family_filter() {
+    let p4 = pcap("synthetic-tcp4-edge.pcap");
+    let p6 = pcap("synthetic-tcp6-edge.pcap");
+    let (r, out) = run(&["-n", "--family", "6", "-r", p4.to_str().unwrap()]);
+    r.unwrap();
+    assert_eq!(out, "");
+    let (r, out) = run(&["-n", "--family", "6", "-r", p6.to_str().unwrap()]);
+    r.unwrap();
+    assert_eq!(out.lines().collect::<Vec<_>>(), expected("synthetic-tcp6-edge.pcap.n.out"));
+}
