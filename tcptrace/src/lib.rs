@@ -10,6 +10,7 @@ pub mod names;
 pub mod offline;
 pub mod live;
 pub mod output;
+pub mod pcap;
 pub mod pipeline;
 pub mod states;
 

@@ -1,7 +1,7 @@
 //! Live tracing: load, attach, consume the ring buffer, print.
 
 use std::{
-    io::{self, Write},
+    io::{self, IsTerminal, Write},
     net::IpAddr,
 };
 
@@ -18,7 +18,7 @@ use crate::{
     format::{LinkInfo, Timestamp},
     loader::{self, Tracer},
     names::Resolver,
-    output::Output,
+    pcap::BoxWrite,
     pipeline::{Flow, Pipeline, TimeBase},
 };
 
@@ -64,7 +64,7 @@ async fn next_name(resolver: &mut Option<Resolver>) -> Option<(IpAddr, Option<St
 }
 
 /// Hands every record in the ring buffer to the pipeline.
-fn drain_ring(rb: &mut RingBuf<MapData>, pipe: &mut Pipeline<io::Stdout>) -> anyhow::Result<Flow> {
+fn drain_ring(rb: &mut RingBuf<MapData>, pipe: &mut Pipeline<BoxWrite<'static>>) -> anyhow::Result<Flow> {
     let clock = BootClock::sample();
     pipe.set_time(clock.time_base());
     while let Some(item) = rb.next() {
@@ -94,6 +94,9 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
             bail!(crate::UsageError(format!("{iface}: no such interface")));
         }
     }
+    // -w's file is created before anything is loaded: a bad path attaches nothing.
+    let line_buffered = args.line_buffered || io::stdout().is_terminal();
+    let (text, pcap) = crate::pcap::outputs(args, Box::new(io::stdout()), line_buffered)?;
     let (filter, ports) = crate::filter::filter_from_args(args);
     let sizes = loader::Sizes { ring_buffer: args.buffer_size, conn_table: args.conn_table_size };
     let mut tracer = Tracer::load(crate::ebpf::OBJECT, &filter, &ports, sizes)
@@ -114,8 +117,8 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     let mut afd = unsafe { AsyncFd::register_with_interest(events, Interest::READABLE) }
         .map_err(io::Error::from)
         .context("polling the ring buffer")?;
-    let mut pipe = Pipeline::new(args, Output::stdout(args.line_buffered), BootClock::sample().time_base());
-    let mut resolver = (args.numeric == 0).then(|| Resolver::new(4));
+    let mut pipe = Pipeline::new(args, text, pcap, BootClock::sample().time_base());
+    let mut resolver = pipe.resolves_names().then(|| Resolver::new(4));
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     // TIME_WAIT and stale connections expire on a tick while traffic is idle.

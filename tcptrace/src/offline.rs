@@ -16,12 +16,12 @@ use crate::{
     filter::filter_from_args,
     format::LinkInfo,
     names::Resolver,
-    output::Output,
     pipeline::{Flow, Pipeline, TimeBase},
     states,
 };
 
-/// Reads `args.read` and writes one line per matching TCP frame to `out`.
+/// Reads `args.read` and writes one line per matching TCP frame to `out`
+/// (with `-w`, one pcap record to the file instead; see [`crate::pcap::outputs`]).
 /// Frames the parser rejects (not TCP, later fragments, broken before TCP)
 /// print nothing. Unless `--no-states`, every frame on the traced ports
 /// (whatever `--flags` says) also goes through the connection-state tracker,
@@ -34,8 +34,9 @@ pub fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
     let mut reader = capture::open(path)?;
     let (cfg, ports): (FilterConfig, _) = filter_from_args(args);
     let ports = (cfg.use_ports != 0).then_some(&ports);
-    let mut pipe = Pipeline::new(args, Output::new(out, args.line_buffered), TimeBase::Realtime);
-    let mut resolver = (args.numeric == 0).then(|| Resolver::new(1));
+    let (text, pcap) = crate::pcap::outputs(args, Box::new(out), args.line_buffered)?;
+    let mut pipe = Pipeline::new(args, text, pcap, TimeBase::Realtime);
+    let mut resolver = pipe.resolves_names().then(|| Resolver::new(1));
     let mut result = Ok(());
     loop {
         let pkt = match reader.next_packet() {

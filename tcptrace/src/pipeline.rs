@@ -1,6 +1,7 @@
 //! What happens to a record after it is parsed, the same for live tracing and
-//! capture files: packet line (with names unless `-n`), connection-state
-//! lines, `-c`, and the output's buffering and closed-pipe rules.
+//! capture files: packet line (with names unless `-n`) or, with `-w`, a pcap
+//! record instead, connection-state lines, `-c`, and the output's buffering
+//! and closed-pipe rules.
 //!
 //! Records wait in order while the names of their addresses are looked up,
 //! so lines come out in capture order, as in tcpdump, without the event loop
@@ -14,6 +15,7 @@ use crate::{
     cli::Args,
     format::{FormatOptions, Formatter, LinkInfo, Timestamp},
     output::Output,
+    pcap::PcapSink,
     states::{self, StateLines, StateOptions},
 };
 
@@ -58,6 +60,8 @@ pub struct Pipeline<W: Write> {
     fmt: Formatter,
     states: Option<StateLines>,
     out: Output<W>,
+    /// `-w`: shown records go here instead of the packet lines.
+    pcap: Option<PcapSink<W>>,
     time: TimeBase,
     queue: VecDeque<Pending>,
     requests: Vec<IpAddr>,
@@ -69,11 +73,17 @@ pub struct Pipeline<W: Write> {
 }
 
 impl<W: Write> Pipeline<W> {
-    pub fn new(args: &Args, out: Output<W>, time: TimeBase) -> Self {
+    /// `out` takes the lines; `pcap` (from `-w`), when given, takes the
+    /// shown records instead of their packet lines (see [`crate::pcap::outputs`]).
+    pub fn new(args: &Args, out: Output<W>, pcap: Option<PcapSink<W>>, time: TimeBase) -> Self {
+        let mut opts = FormatOptions::from_args(args);
+        // No packet lines, so no names to look up (state lines are numeric).
+        opts.numeric |= pcap.is_some();
         Self {
-            fmt: Formatter::new(FormatOptions::from_args(args)),
+            fmt: Formatter::new(opts),
             states: (!args.no_states).then(|| StateLines::new(StateOptions::default())),
             out,
+            pcap,
             time,
             queue: VecDeque::new(),
             requests: Vec::new(),
@@ -91,11 +101,16 @@ impl<W: Write> Pipeline<W> {
         self.states.is_some()
     }
 
+    /// Whether packet lines need host names (without `-n`, unless `-w`).
+    pub fn resolves_names(&self) -> bool {
+        !self.fmt.options().numeric
+    }
+
     pub fn set_time(&mut self, time: TimeBase) {
         self.time = time;
     }
 
-    /// Packet lines written so far.
+    /// Packet lines (or, with `-w`, pcap records) written so far.
     pub fn shown(&self) -> u64 {
         self.shown
     }
@@ -148,7 +163,16 @@ impl<W: Write> Pipeline<W> {
             }
             let Some(p) = self.queue.pop_front() else { break };
             self.line.clear();
-            if p.show {
+            if let (true, Some(pcap)) = (p.show, self.pcap.as_mut()) {
+                if !pcap.write(p.ts, &p.rec)? {
+                    self.stopped = true;
+                    continue;
+                }
+                if self.states.is_some() {
+                    // State lines' -ttt/-ttttt deltas follow the packets.
+                    self.fmt.skip_packet(p.ts);
+                }
+            } else if p.show {
                 self.fmt.write_packet_link(p.ts, p.link, &p.rec, &mut self.line);
             }
             if let Some(st) = self.states.as_mut() {
@@ -187,9 +211,14 @@ impl<W: Write> Pipeline<W> {
         self.end_batch()
     }
 
-    /// Pushes out what was written since the last batch.
+    /// Pushes out what was written since the last batch (lines and records).
     pub fn end_batch(&mut self) -> io::Result<Flow> {
         if !self.out.end_batch()? {
+            self.stopped = true;
+        }
+        if let Some(pcap) = self.pcap.as_mut()
+            && !pcap.end_batch()?
+        {
             self.stopped = true;
         }
         Ok(if self.stopped { Flow::Stop } else { Flow::Go })
@@ -216,6 +245,9 @@ impl<W: Write> Pipeline<W> {
         }
         if interrupted && !self.out.is_closed() {
             self.out.write_line(b"\n")?;
+        }
+        if let Some(pcap) = self.pcap.as_mut() {
+            pcap.finish()?;
         }
         self.out.finish()
     }

@@ -165,6 +165,20 @@ impl Formatter {
         self.ts.print_aside(out, self.opts.ts_mode, self.opts.nano, ts);
     }
 
+    pub fn options(&self) -> FormatOptions {
+        self.opts
+    }
+
+    /// Moves the `-ttt`/`-ttttt` reference as a packet line at `ts` would,
+    /// without printing it (`-w` writes packets to a file, and state lines
+    /// still print their deltas).
+    pub fn skip_packet(&mut self, ts: Timestamp) {
+        if matches!(self.opts.ts_mode, TimestampMode::DeltaPrev | TimestampMode::DeltaFirst) {
+            let mut scratch = Vec::new();
+            self.ts.print(&mut scratch, self.opts.ts_mode, self.opts.nano, ts);
+        }
+    }
+
     /// Appends one line (ending in `\n`) for `rec` seen at `ts`.
     pub fn write_packet(&mut self, ts: Timestamp, rec: &PacketRecord, out: &mut Vec<u8>) {
         self.write_packet_link(ts, LinkInfo::None, rec, out);

@@ -1,0 +1,188 @@
+//! `-w FILE` live: real connections (IPv4 and IPv6) between two namespaces,
+//! traced at the same time by `tcptrace -w FILE`, by tcptrace printing lines
+//! and by the real tcpdump. `tcpdump -r FILE` must print what the line-printing
+//! tcptrace printed, and what the live tcpdump printed up to `length N`, with
+//! timestamps within 1 ms. Needs root; run by `cargo xtask test`.
+
+mod support;
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use support::netns::{NetPair, in_ns, is_root};
+
+const TCPTRACE: &str = env!("CARGO_BIN_EXE_tcptrace");
+
+struct Proc {
+    name: &'static str,
+    child: Child,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    fn spawn(name: &'static str, mut cmd: Command) -> Self {
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect(name);
+        let err = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let p = Self { name, child, stderr: rx };
+        p.wait_for("listening on");
+        p
+    }
+
+    fn wait_for(&self, what: &str) {
+        loop {
+            match self.stderr.recv_timeout(Duration::from_secs(30)) {
+                Ok(l) if l.contains(what) => return,
+                Ok(_) => {}
+                Err(e) => panic!("{}: no '{what}' on stderr: {e}", self.name),
+            }
+        }
+    }
+
+    /// SIGINT, then standard output, standard error and the exit status.
+    fn stop(mut self) -> (String, String, i32) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let mut out = String::new();
+        self.child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        let status = self.child.wait().unwrap();
+        let err: Vec<String> = self.stderr.try_iter().collect();
+        (out, err.join("\n"), status.code().unwrap_or(-1))
+    }
+}
+
+fn listen(pair: &NetPair, addr: String) -> (TcpListener, SocketAddr) {
+    let l = in_ns(&pair.b, move || TcpListener::bind(addr).unwrap()).join().unwrap();
+    let a = l.local_addr().unwrap();
+    (l, a)
+}
+
+/// Request, reply, the client closes first.
+fn exchange(pair: &NetPair, listener: TcpListener, to: SocketAddr) {
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf).unwrap();
+        s.write_all(b"world!").unwrap();
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).unwrap();
+    });
+    in_ns(&pair.a, move || {
+        let mut c = TcpStream::connect(to).unwrap();
+        c.write_all(b"hello").unwrap();
+        let mut buf = [0u8; 6];
+        c.read_exact(&mut buf).unwrap();
+        c.shutdown(Shutdown::Both).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    })
+    .join()
+    .unwrap();
+    server.join().unwrap();
+}
+
+/// `-tt` lines as (seconds, rest), without empty lines.
+fn split(lines: &str) -> Vec<(f64, String)> {
+    lines
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (ts, rest) = l.split_once(' ').unwrap_or_else(|| panic!("no timestamp: {l}"));
+            (ts.parse::<f64>().unwrap_or_else(|_| panic!("bad timestamp: {l}")), rest.to_string())
+        })
+        .collect()
+}
+
+/// Whether `got` is `want` with, at most, application-layer text after
+/// `length N`.
+fn same_up_to_length(want: &str, got: &str) -> bool {
+    let Some(rest) = got.strip_prefix(want) else { return false };
+    if rest.is_empty() {
+        return true;
+    }
+    let Some(i) = want.rfind(", length ") else { return false };
+    let n = &want[i + ", length ".len()..];
+    !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && (rest.starts_with(':') || rest.starts_with(' '))
+}
+
+/// `reference` lines (tcptrace's, or live tcpdump's when `cut`) against the
+/// lines tcpdump printed from the file.
+fn compare(what: &str, reference: &str, from_file: &str, cut: bool) {
+    let (a, b) = (split(reference), split(from_file));
+    let same = a.len() == b.len()
+        && a.iter().zip(&b).all(|(x, y)| if cut { same_up_to_length(&y.1, &x.1) } else { x.1 == y.1 });
+    assert!(same, "{what}: lines differ\n--- {what}\n{reference}--- tcpdump -r FILE\n{from_file}");
+    for ((ta, la), (tb, _)) in a.iter().zip(&b) {
+        assert!((ta - tb).abs() <= 0.001, "{what}: timestamps {ta} vs {tb} more than 1 ms apart on {la}");
+    }
+}
+
+fn tcpdump_read(file: &std::path::Path) -> String {
+    let o = Command::new("tcpdump").args(["-n", "-tt", "-r"]).arg(file).output().expect("tcpdump");
+    assert!(o.status.success(), "tcpdump -r: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+#[test]
+#[ignore = "needs root"]
+fn live_write_reads_back_as_tcpdump_lines() {
+    assert!(is_root(), "run as root (cargo xtask test does)");
+    let pair = NetPair::new();
+    let (l4, to4) = listen(&pair, format!("{}:0", pair.addr_b));
+    let (l6, to6) = listen(&pair, format!("[{}]:0", pair.addr6_b));
+    let ports = [to4.port(), to6.port()];
+    let file = std::env::temp_dir().join(format!("tcptrace-live-w-{}.pcap", std::process::id()));
+
+    let tracer = |extra: &[&str]| {
+        let mut c = NetPair::command(&pair.a, TCPTRACE);
+        c.args(["-i", &pair.if_a, "-n"]).args(extra);
+        for p in ports {
+            c.args(["--port", &p.to_string()]);
+        }
+        c
+    };
+    let writer = Proc::spawn("tcptrace -w", tracer(&["-w", file.to_str().unwrap()]));
+    let lines = Proc::spawn("tcptrace", tracer(&["-tt", "--no-states"]));
+    let mut td = NetPair::command(&pair.a, "tcpdump");
+    let filter = ports.map(|p| format!("tcp port {p}")).join(" or ");
+    td.args(["-i", &pair.if_a, "-n", "-tt", "-l", &filter]);
+    let tcpdump = Proc::spawn("tcpdump", td);
+
+    exchange(&pair, l4, to4);
+    exchange(&pair, l6, to6);
+    std::thread::sleep(Duration::from_millis(300));
+
+    // Flushed batch by batch: readable while tcptrace still runs.
+    let while_running = tcpdump_read(&file);
+
+    let (w_out, w_err, w_status) = writer.stop();
+    let (t_out, t_err, t_status) = lines.stop();
+    let (d_out, _, _) = tcpdump.stop();
+    assert_eq!(w_status, 0, "tcptrace -w: {w_err}");
+    assert_eq!(t_status, 0, "tcptrace: {t_err}");
+
+    let from_file = tcpdump_read(&file);
+    let _ = std::fs::remove_file(&file);
+    let n = from_file.lines().count();
+    assert!(n >= 20, "too few packets in the file:\n{from_file}");
+    assert!(from_file.contains(" IP6 ") && from_file.contains(" IP "), "{from_file}");
+    assert_eq!(while_running, from_file, "the file was not complete before the end");
+    compare("tcptrace", &t_out, &from_file, false);
+    compare("tcpdump", &d_out, &from_file, true);
+
+    // With -w: no packet line on stdout, the state lines are still there, and
+    // the summary counts the packets written.
+    assert!(!w_out.contains("Flags ["), "packet lines printed with -w:\n{w_out}");
+    assert_eq!(w_out.matches(" CONN ").count(), 2, "{w_out}");
+    assert!(w_out.contains("SYN_SENT -> ESTABLISHED"), "{w_out}");
+    assert!(w_err.contains(&format!("{n} packets captured")), "{w_err}");
+}
