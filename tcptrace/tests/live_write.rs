@@ -186,3 +186,48 @@ fn live_write_reads_back_as_tcpdump_lines() {
     assert!(w_out.contains("SYN_SENT -> ESTABLISHED"), "{w_out}");
     assert!(w_err.contains(&format!("{n} packets captured")), "{w_err}");
 }
+
+/// `-c 3` stops after three packets written, and SIGTERM ends a run like
+/// Ctrl-C: both leave a complete file.
+#[test]
+#[ignore = "needs root"]
+fn live_write_count_and_sigterm_leave_complete_files() {
+    assert!(is_root(), "run as root (cargo xtask test does)");
+    let pair = NetPair::new();
+    let (l4, to4) = listen(&pair, format!("{}:0", pair.addr_b));
+    let dir = std::env::temp_dir();
+    let counted = dir.join(format!("tcptrace-live-w-c-{}.pcap", std::process::id()));
+    let termed = dir.join(format!("tcptrace-live-w-term-{}.pcap", std::process::id()));
+    let tracer = |file: &std::path::Path, extra: &[&str]| {
+        let mut c = NetPair::command(&pair.a, TCPTRACE);
+        c.args(["-i", &pair.if_a, "-n", "--no-states", "--port", &to4.port().to_string(), "-w"]).arg(file).args(extra);
+        c
+    };
+    let mut with_count = Proc::spawn("tcptrace -c 3 -w", tracer(&counted, &["-c", "3"]));
+    let term = Proc::spawn("tcptrace -w (SIGTERM)", tracer(&termed, &[]));
+    exchange(&pair, l4, to4);
+    std::thread::sleep(Duration::from_millis(300));
+
+    let status = with_count.child.wait().unwrap();
+    assert!(status.success(), "-c 3 -w: {status}");
+    let mut out = String::new();
+    with_count.child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    assert!(out.is_empty(), "nothing on stdout with -c and no interrupt: {out:?}");
+    let err: Vec<String> = with_count.stderr.try_iter().collect();
+    assert!(err.iter().any(|l| l == "3 packets captured"), "{err:?}");
+    let first3 = tcpdump_read(&counted);
+    assert_eq!(first3.lines().count(), 3, "{first3}");
+
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(term.child.id() as i32, libc::SIGTERM) };
+    let mut term = term;
+    let status = term.child.wait().unwrap();
+    assert!(status.success(), "SIGTERM: {status}");
+    let all = tcpdump_read(&termed);
+    assert!(all.lines().count() >= 10, "{all}");
+    // Each tracer stamps its own records: compare what follows the timestamps.
+    let rests = |t: &str| split(t).into_iter().map(|(_, r)| r).collect::<Vec<_>>();
+    assert_eq!(rests(&first3)[..], rests(&all)[..3], "the first three packets differ:\n{first3}---\n{all}");
+    let _ = std::fs::remove_file(&counted);
+    let _ = std::fs::remove_file(&termed);
+}
