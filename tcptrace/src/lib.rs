@@ -8,6 +8,7 @@ pub mod format;
 pub mod loader;
 pub mod names;
 pub mod offline;
+pub mod json;
 pub mod live;
 pub mod output;
 pub mod pcap;

@@ -12,11 +12,11 @@ use std::{collections::VecDeque, io, io::Write, net::IpAddr};
 use tcptrace_common::PacketRecord;
 
 use crate::{
-    cli::Args,
+    cli::{Args, TimestampMode},
     format::{FormatOptions, Formatter, LinkInfo, Timestamp},
     output::Output,
     pcap::PcapSink,
-    states::{self, StateLines, StateOptions},
+    states::{self, StateEvent, StateLines, StateOptions},
 };
 
 /// How record clock values (`ns`) become wall-clock timestamps for state lines.
@@ -69,7 +69,21 @@ pub struct Pipeline<W: Write> {
     limit: u64,
     last_ns: Option<i64>,
     line: Vec<u8>,
+    /// `--json`: objects instead of lines; `scratch` holds the packet line.
+    json: bool,
+    scratch: Vec<u8>,
     stopped: bool,
+}
+
+/// State events as lines or, with `--json`, objects.
+fn put_events(events: &[StateEvent], fmt: &Formatter, time: TimeBase, json: bool, out: &mut Vec<u8>) {
+    if json {
+        for ev in events {
+            crate::json::write_event(time.timestamp(ev.ts_ns), ev, out);
+        }
+    } else {
+        states::write_events(fmt, events, |ns| time.timestamp(ns), out);
+    }
 }
 
 impl<W: Write> Pipeline<W> {
@@ -79,6 +93,10 @@ impl<W: Write> Pipeline<W> {
         let mut opts = FormatOptions::from_args(args);
         // No packet lines, so no names to look up (state lines are numeric).
         opts.numeric |= pcap.is_some();
+        // JSON carries the time in its own fields; `line` has none.
+        if args.json {
+            opts.ts_mode = TimestampMode::None;
+        }
         Self {
             fmt: Formatter::new(opts),
             states: (!args.no_states).then(|| StateLines::new(StateOptions::default())),
@@ -91,6 +109,8 @@ impl<W: Write> Pipeline<W> {
             limit: args.count.unwrap_or(u64::MAX),
             last_ns: None,
             line: Vec::with_capacity(512),
+            json: args.json,
+            scratch: Vec::with_capacity(256),
             stopped: false,
         }
     }
@@ -172,12 +192,16 @@ impl<W: Write> Pipeline<W> {
                     // State lines' -ttt/-ttttt deltas follow the packets.
                     self.fmt.skip_packet(p.ts);
                 }
+            } else if p.show && self.json {
+                self.scratch.clear();
+                self.fmt.write_packet_link(p.ts, p.link, &p.rec, &mut self.scratch);
+                let text = String::from_utf8_lossy(&self.scratch);
+                crate::json::write_packet(p.ts, &p.rec, &text, &mut self.line);
             } else if p.show {
                 self.fmt.write_packet_link(p.ts, p.link, &p.rec, &mut self.line);
             }
             if let Some(st) = self.states.as_mut() {
-                let time = self.time;
-                st.observe(p.ns, &p.rec, &self.fmt, |ns| time.timestamp(ns), &mut self.line);
+                put_events(st.observe_events(p.ns, &p.rec), &self.fmt, self.time, self.json, &mut self.line);
             }
             self.last_ns = Some(p.ns);
             if !self.line.is_empty() && !self.out.write_line(&self.line)? {
@@ -202,8 +226,7 @@ impl<W: Write> Pipeline<W> {
         }
         if let (Some(st), true) = (self.states.as_mut(), self.queue.is_empty()) {
             self.line.clear();
-            let time = self.time;
-            st.tick(now_ns, &self.fmt, |ns| time.timestamp(ns), &mut self.line);
+            put_events(st.tick_events(now_ns), &self.fmt, self.time, self.json, &mut self.line);
             if !self.line.is_empty() && !self.out.write_line(&self.line)? {
                 self.stopped = true;
             }
@@ -237,13 +260,13 @@ impl<W: Write> Pipeline<W> {
         }
         if let (Some(st), Some(now), false) = (self.states.as_mut(), now_ns.or(self.last_ns), self.stopped) {
             self.line.clear();
-            let time = self.time;
-            st.finish(now, &self.fmt, |ns| time.timestamp(ns), &mut self.line);
+            put_events(st.finish_events(now), &self.fmt, self.time, self.json, &mut self.line);
             if !self.line.is_empty() && !self.out.write_line(&self.line)? {
                 self.stopped = true;
             }
         }
-        if interrupted && !self.out.is_closed() {
+        // tcpdump's empty line (not in JSON, where every line is an object).
+        if interrupted && !self.json && !self.out.is_closed() {
             self.out.write_line(b"\n")?;
         }
         if let Some(pcap) = self.pcap.as_mut() {

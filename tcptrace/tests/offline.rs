@@ -252,3 +252,49 @@ fn family_filter() {
     r.unwrap();
     assert_eq!(out.lines().collect::<Vec<_>>(), expected("synthetic-tcp6-edge.pcap.n.out"));
 }
+
+/// `--json`: one object per line; packets carry tcpdump's line (the same as
+/// `-t` text output) and the record's fields; state events match the text
+/// state lines one for one.
+#[test]
+fn json_objects_match_text_output() {
+    for name in ["synthetic-tcp4-edge.pcap", "synthetic-tcp6-edge.pcap", "tcp-handshake-nano.pcap"] {
+        let p = pcap(name);
+        let p = p.to_str().unwrap();
+        // With states (no --no-states): call offline::run directly.
+        let args = |extra: &[&str]| {
+            let mut v = vec!["tcptrace", "-n", "-r", p];
+            v.extend_from_slice(extra);
+            Args::try_parse_from(v).unwrap()
+        };
+        let mut text = Vec::new();
+        tcptrace::offline::run(&args(&["-t"]), &mut text).unwrap();
+        let mut json = Vec::new();
+        tcptrace::offline::run(&args(&["--json"]), &mut json).unwrap();
+        let (text, json) = (String::from_utf8(text).unwrap(), String::from_utf8(json).unwrap());
+        let text: Vec<&str> = text.lines().collect();
+        let objs: Vec<serde_json::Value> =
+            json.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{name}: {e}: {l}"))).collect();
+        assert_eq!(objs.len(), text.len(), "{name}: one object per text line");
+        for (o, t) in objs.iter().zip(&text) {
+            assert_eq!(o["v"], 1);
+            match o["type"].as_str().unwrap() {
+                "packet" => {
+                    assert_eq!(o["line"].as_str().unwrap(), *t, "{name}");
+                    assert!(o["ts_ns"].as_i64().unwrap() > 0 && o["time"].as_str().unwrap().ends_with('Z'));
+                }
+                "state" => {
+                    assert!(t.starts_with("STATE "), "{name}: {t}");
+                    let ep = &o["endpoint"];
+                    assert!(t.contains(&format!(" {} -> {} ", o["from"].as_str().unwrap(), o["to"].as_str().unwrap())), "{t}");
+                    assert!(t.contains(&format!(".{} ", ep["port"])), "{t} vs {ep}");
+                }
+                "conn" => {
+                    assert!(t.starts_with("CONN "), "{name}: {t}");
+                    assert!(t.contains(o["outcome"].as_str().unwrap()), "{t}");
+                }
+                other => panic!("{name}: unexpected type {other}"),
+            }
+        }
+    }
+}

@@ -148,43 +148,24 @@ impl StateLines {
         &self.tracker
     }
 
-    /// [`super::ConnTracker::observe`], then the lines.
-    pub fn observe(
-        &mut self,
-        ts_ns: i64,
-        rec: &tcptrace_common::PacketRecord,
-        fmt: &crate::format::Formatter,
-        to_ts: impl Fn(i64) -> crate::format::Timestamp,
-        line: &mut Vec<u8>,
-    ) {
+    /// [`super::ConnTracker::observe`]: the events `rec` caused.
+    pub fn observe_events(&mut self, ts_ns: i64, rec: &tcptrace_common::PacketRecord) -> &[StateEvent] {
         self.events.clear();
         self.tracker.observe(ts_ns, rec, &mut self.events);
-        write_events(fmt, &self.events, to_ts, line);
+        &self.events
     }
 
-    /// [`super::ConnTracker::tick`], then the lines.
-    pub fn tick(
-        &mut self,
-        now_ns: i64,
-        fmt: &crate::format::Formatter,
-        to_ts: impl Fn(i64) -> crate::format::Timestamp,
-        line: &mut Vec<u8>,
-    ) {
+    /// [`super::ConnTracker::tick`]: the events of expiries due at `now_ns`.
+    pub fn tick_events(&mut self, now_ns: i64) -> &[StateEvent] {
         self.events.clear();
         self.tracker.tick(now_ns, &mut self.events);
-        write_events(fmt, &self.events, to_ts, line);
+        &self.events
     }
 
-    /// [`super::ConnTracker::finish`], then the lines.
-    pub fn finish(
-        &mut self,
-        now_ns: i64,
-        fmt: &crate::format::Formatter,
-        to_ts: impl Fn(i64) -> crate::format::Timestamp,
-        line: &mut Vec<u8>,
-    ) {
+    /// [`super::ConnTracker::finish`]: the events at the end.
+    pub fn finish_events(&mut self, now_ns: i64) -> &[StateEvent] {
         self.events.clear();
         self.tracker.finish(now_ns, &mut self.events);
-        write_events(fmt, &self.events, to_ts, line);
+        &self.events
     }
 }
