@@ -325,3 +325,42 @@ fn names_without_n_match_tcpdump() {
     assert!(tt_out.contains("IP client-a.test.") && tt_out.contains(" > server-b.test."), "{tt_out}");
     compare(&tt_out, &td_out);
 }
+
+/// The server closes first (active close on the server side), with more data
+/// from the server than fits one segment.
+#[test]
+#[ignore = "needs root"]
+fn server_closes_first_matches_tcpdump() {
+    assert!(is_root(), "run as root (cargo xtask test does)");
+    let pair = NetPair::new();
+    let (listener, to) = listen(&pair, format!("{}:0", pair.addr_b));
+    let (tt, td) = start_tracers(&pair, &[to.port()]);
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 3];
+        s.read_exact(&mut buf).unwrap();
+        s.write_all(&vec![b'x'; 5000]).unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).unwrap();
+    });
+    in_ns(&pair.a, move || {
+        let mut c = TcpStream::connect(to).unwrap();
+        c.write_all(b"get").unwrap();
+        let mut got = Vec::new();
+        c.read_to_end(&mut got).unwrap();
+        assert_eq!(got.len(), 5000);
+        drop(c);
+    })
+    .join()
+    .unwrap();
+    server.join().unwrap();
+    settle();
+    let (tt_out, tt_err, tt_rc) = tt.stop();
+    let (td_out, _, _) = td.stop();
+    assert_eq!(tt_rc, 0, "stderr:\n{tt_err}");
+    let server_fin = format!("IP {}.{} > {}", pair.addr_b, to.port(), pair.addr_a);
+    let first_fin = tt_out.lines().find(|l| l.contains("Flags [F")).unwrap_or_default();
+    assert!(first_fin.contains(&server_fin), "the server's FIN should come first:\n{tt_out}");
+    compare(&tt_out, &td_out);
+}

@@ -298,3 +298,34 @@ fn json_objects_match_text_output() {
         }
     }
 }
+
+/// With --flags, relative sequence numbers are what tcpdump prints with the
+/// equivalent filter expression: only the shown packets set the bases.
+#[test]
+fn flag_filter_numbers_match_tcpdump_filter_expression() {
+    // Captures without VLAN-tagged or hop-by-hop frames, which tcpdump's
+    // `tcp` filter primitives would drop.
+    for (name, flags, expr) in [
+        ("mptcp-v0.pcap", "F,R", "tcp[tcpflags] & (tcp-fin|tcp-rst) != 0"),
+        ("ssh.pcap", "P", "tcp[tcpflags] & tcp-push != 0"),
+        ("print-flags.pcap", "S,F", "tcp[tcpflags] & (tcp-syn|tcp-fin) != 0"),
+        ("synthetic-tcp6-edge.pcap", "R,U", "ip6 and (ip6[40+13] & 0x24 != 0)"),
+    ] {
+        let p = pcap(name);
+        let td = std::process::Command::new("tcpdump")
+            .args(["-n", "-r", p.to_str().unwrap(), expr])
+            .env("TZ", "UTC")
+            .output()
+            .expect("tcpdump (cargo xtask test installs it)");
+        assert!(td.status.success(), "{name}: tcpdump: {}", String::from_utf8_lossy(&td.stderr));
+        let td = String::from_utf8(td.stdout).unwrap();
+        let (r, ours) = run(&["-n", "--flags", flags, "-r", p.to_str().unwrap()]);
+        r.unwrap();
+        let (a, b): (Vec<_>, Vec<_>) = (ours.lines().collect(), td.lines().collect());
+        assert!(!a.is_empty(), "{name}: nothing shown");
+        assert_eq!(a.len(), b.len(), "{name}\n--- tcptrace\n{ours}--- tcpdump\n{td}");
+        for (x, y) in a.iter().zip(&b) {
+            assert!(y.starts_with(x), "{name}:\n tcptrace: {x}\n tcpdump:  {y}");
+        }
+    }
+}
