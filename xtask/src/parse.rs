@@ -62,12 +62,11 @@ pub fn apt_candidates(out: &str) -> BTreeSet<String> {
     for line in out.lines() {
         if !line.starts_with(' ') && line.trim_end().ends_with(':') {
             current = Some(line.trim_end().trim_end_matches(':').to_string());
-        } else if let Some(c) = line.trim().strip_prefix("Candidate:") {
-            if let Some(name) = current.take() {
-                if c.trim() != "(none)" {
-                    found.insert(name);
-                }
-            }
+        } else if let Some(c) = line.trim().strip_prefix("Candidate:")
+            && let Some(name) = current.take()
+            && c.trim() != "(none)"
+        {
+            found.insert(name);
         }
     }
     found

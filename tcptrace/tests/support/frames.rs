@@ -38,7 +38,7 @@ impl Default for Tcp {
 impl Tcp {
     pub fn bytes(&self) -> Vec<u8> {
         let mut opts = self.options.clone();
-        while opts.len() % 4 != 0 {
+        while !opts.len().is_multiple_of(4) {
             opts.push(0);
         }
         let doff = self.doff_words.unwrap_or(((20 + opts.len()) / 4) as u8);
@@ -206,7 +206,7 @@ pub fn corpus() -> Vec<(&'static str, Vec<u8>)> {
     });
     let frag0 = (44u8, vec![0, 0, 0, 0, 0, 0, 42]);
     let frag1 = (44u8, vec![0, 0, 0x10, 0, 0, 0, 42]);
-    v.push(("ipv6-hbh", ethernet(0x86dd, &[], &ipv6(A6, B6, &[hbh.clone()], 6, &t))));
+    v.push(("ipv6-hbh", ethernet(0x86dd, &[], &ipv6(A6, B6, std::slice::from_ref(&hbh), 6, &t))));
     v.push(("ipv6-chain", ethernet(0x86dd, &[], &ipv6(A6, B6, &[hbh.clone(), rt, dst.clone()], 6, &t))));
     v.push(("ipv6-frag0", ethernet(0x86dd, &[], &ipv6(A6, B6, &[frag0], 6, &t))));
     v.push(("ipv6-frag-later", ethernet(0x86dd, &[], &ipv6(A6, B6, &[frag1], 6, &t))));
