@@ -177,6 +177,13 @@ pub fn step(st: &mut ConnState, from: usize, seg: &Segment) -> Step {
     }
 }
 
+// SAFETY: plain `repr(C)` data with explicit padding fields.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for ConnKey {}
+// SAFETY: as above.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for ConnState {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

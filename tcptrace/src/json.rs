@@ -266,6 +266,84 @@ pub fn write_event(ts: Timestamp, ev: &StateEvent, out: &mut Vec<u8>) {
     }
 }
 
+#[derive(Serialize)]
+struct KernelCounters {
+    frames: u64,
+    tcp: u64,
+    matched: u64,
+    state_only: u64,
+    emitted: u64,
+    ringbuf_full: u64,
+    later_fragments: u64,
+    conn_entered: u64,
+    conn_closed: u64,
+    /// Reason name to count, reasons that occurred only.
+    malformed: std::collections::BTreeMap<&'static str, u64>,
+}
+
+#[derive(Serialize)]
+struct Stats {
+    v: u32,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    time: String,
+    ts_ns: i128,
+    packets_captured: u64,
+    kernel: KernelCounters,
+    kernel_conns: Option<u64>,
+    kernel_conn_table_size: u32,
+    kernel_conn_evictions: Option<u64>,
+    connections_tracked: u64,
+    max_connections: u64,
+    userspace_evictions: u64,
+}
+
+/// A `stats` object (`--stats-interval`) at wall-clock nanoseconds `ns`.
+pub fn write_stats(ns: i128, s: &crate::stats::Snapshot, out: &mut Vec<u8>) {
+    let k = &s.kernel;
+    let malformed = k
+        .malformed
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n != 0)
+        .filter_map(|(i, n)| Some((malformed_name(i as u8)?, *n)))
+        .collect();
+    push(
+        &Stats {
+            v: SCHEMA_VERSION,
+            kind: "stats",
+            time: rfc3339(ns),
+            ts_ns: ns,
+            packets_captured: s.captured,
+            kernel: KernelCounters {
+                frames: k.frames,
+                tcp: k.tcp,
+                matched: k.matched,
+                state_only: k.state_only,
+                emitted: k.emitted,
+                ringbuf_full: k.ringbuf_full,
+                later_fragments: k.later_fragments,
+                conn_entered: k.conn_new,
+                conn_closed: k.conn_closed,
+                malformed,
+            },
+            kernel_conns: s.kernel_conns,
+            kernel_conn_table_size: s.kernel_conn_table_size,
+            kernel_conn_evictions: s.kernel_evictions(),
+            connections_tracked: s.tracked,
+            max_connections: s.max_tracked,
+            userspace_evictions: s.user_evictions,
+        },
+        out,
+    );
+}
+
+/// The name of malformed reason `m` (`None` for "not malformed" and unknown
+/// values), as in `packet` objects.
+pub fn malformed_reason(m: u8) -> Option<&'static str> {
+    malformed_name(m)
+}
+
 fn push(v: &impl Serialize, out: &mut Vec<u8>) {
     // Serializing these plain structs into a Vec cannot fail.
     serde_json::to_writer(&mut *out, v).expect("JSON of plain data");
@@ -282,6 +360,29 @@ mod tests {
         assert_eq!(rfc3339(951_782_400_000_000_000 + 5), "2000-02-29T00:00:00.000000005Z");
         assert_eq!(rfc3339(1_795_804_521_781_378_000), "2026-11-27T18:35:21.781378000Z");
         assert_eq!(rfc3339(-1), "1969-12-31T23:59:59.999999999Z");
+    }
+
+    #[test]
+    fn stats_object() {
+        let mut s = crate::stats::Snapshot { captured: 7, tracked: 2, max_tracked: 65536, kernel_conns: Some(1), ..Default::default() };
+        s.kernel.matched = 9;
+        s.kernel.conn_new = 5;
+        s.kernel.conn_closed = 3;
+        s.kernel.malformed[Malformed::TcpHdrTooShort as usize] = 4;
+        let mut out = Vec::new();
+        write_stats(1_000_000_005, &s, &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["v"], 1);
+        assert_eq!(v["type"], "stats");
+        assert_eq!(v["time"], "1970-01-01T00:00:01.000000005Z");
+        assert_eq!(v["packets_captured"], 7);
+        assert_eq!(v["kernel"]["matched"], 9);
+        assert_eq!(v["kernel"]["malformed"]["tcp-hdr-too-short"], 4);
+        assert_eq!(v["kernel"]["malformed"].as_object().unwrap().len(), 1);
+        assert_eq!(v["kernel_conns"], 1);
+        assert_eq!(v["kernel_conn_evictions"], 1);
+        assert_eq!(v["connections_tracked"], 2);
+        assert_eq!(v["userspace_evictions"], 0);
     }
 
     #[test]

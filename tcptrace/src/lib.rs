@@ -10,10 +10,12 @@ pub mod names;
 pub mod offline;
 pub mod json;
 pub mod live;
+pub mod metrics;
 pub mod output;
 pub mod pcap;
 pub mod pipeline;
 pub mod states;
+pub mod stats;
 
 /// An error in how tcptrace was called (exit status 2, like clap's own).
 #[derive(Debug, thiserror::Error)]

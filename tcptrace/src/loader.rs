@@ -116,6 +116,7 @@ pub struct Tracer {
     ebpf: Ebpf,
     counters: PerCpuArray<MapData, u64>,
     malformed: PerCpuArray<MapData, u64>,
+    sizes: Sizes,
 }
 
 impl Tracer {
@@ -153,7 +154,7 @@ impl Tracer {
         }
         let counters = take_map(&mut ebpf, "COUNTERS")?;
         let malformed = take_map(&mut ebpf, "MALFORMED")?;
-        Ok(Self { ebpf, counters, malformed })
+        Ok(Self { ebpf, counters, malformed, sizes })
     }
 
     /// Attaches ingress (XDP or TC, see [`ingress_hook`]) and egress (TC) to
@@ -202,6 +203,11 @@ impl Tracer {
         prog.try_into().map_err(|source| LoadError::Program { name, source })
     }
 
+    /// The sizes the maps were made with.
+    pub fn sizes(&self) -> Sizes {
+        self.sizes
+    }
+
     /// Takes the ring buffer (once).
     pub fn take_events(&mut self) -> Result<RingBuf<MapData>, LoadError> {
         take_map(&mut self.ebpf, "EVENTS")
@@ -229,6 +235,22 @@ impl Tracer {
             *slot = sum(&self.malformed, "MALFORMED", i as u32)?;
         }
         Ok(c)
+    }
+}
+
+impl Tracer {
+    /// Entries in the kernel connection map now, counted by walking its keys
+    /// (one system call per entry, so only on a scrape or a statistics
+    /// interval, never per packet). Entries that come and go during the walk
+    /// make the count approximate.
+    pub fn conn_entries(&self) -> Result<u64, LoadError> {
+        let name = "CONNS";
+        let map = self.ebpf.map(name).ok_or(LoadError::MissingMap(name))?;
+        let conns: aya::maps::HashMap<&MapData, tcptrace_common::conn::ConnKey, tcptrace_common::conn::ConnState> =
+            aya::maps::HashMap::try_from(map).map_err(|source| LoadError::Map { name, source })?;
+        // A key deleted under the walk restarts it from the first key: stop
+        // at the map's size.
+        Ok((conns.keys().take_while(Result::is_ok).count() as u64).min(u64::from(self.sizes.conn_table)))
     }
 }
 
