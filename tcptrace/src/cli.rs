@@ -80,6 +80,26 @@ pub struct Args {
     /// used ones make room for new ones).
     #[arg(long = "conn-table-size", value_name = "N", default_value_t = 65536, value_parser = clap::value_parser!(u32).range(1..=16_777_216))]
     pub conn_table_size: u32,
+
+    /// Connections the userspace state tracker follows at most (the one idle
+    /// the longest makes room; its summary says `evicted`).
+    #[arg(long = "max-connections", value_name = "N", default_value_t = 65536, value_parser = clap::value_parser!(u32).range(1..=16_777_216))]
+    pub max_connections: u32,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics (bind it to loopback
+    /// or a management address, e.g. 127.0.0.1:9464).
+    #[arg(long = "metrics", value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
+
+    /// Every SECS seconds, a statistics line on standard error (with --json,
+    /// a "stats" object on standard output).
+    #[arg(long = "stats-interval", value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub stats_interval: Option<u64>,
+
+    /// Log level for tcptrace's own messages: error, warn, info, debug,
+    /// trace or off (default: RUST_LOG when set, else warn).
+    #[arg(long = "log-level", value_name = "LEVEL", value_parser = parse_log_level)]
+    pub log_level: Option<log::LevelFilter>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -158,6 +178,10 @@ pub fn parse_flags(s: &str) -> Result<u16, String> {
     Ok(mask)
 }
 
+fn parse_log_level(s: &str) -> Result<log::LevelFilter, String> {
+    s.parse().map_err(|_| format!("'{s}' is not a log level (error, warn, info, debug, trace, off)"))
+}
+
 fn parse_family(s: &str) -> Result<u8, String> {
     match s {
         "4" | "ipv4" | "ip" => Ok(4),
@@ -199,6 +223,23 @@ mod tests {
         assert_eq!(Args::try_parse_from(["tcptrace", "--family", "6"]).unwrap().family, Some(6));
         assert_eq!(Args::try_parse_from(["tcptrace", "--family", "ip"]).unwrap().family, Some(4));
         assert!(Args::try_parse_from(["tcptrace", "--family", "5"]).is_err());
+    }
+
+    #[test]
+    fn service_options() {
+        let a = Args::try_parse_from([
+            "tcptrace", "--metrics", "127.0.0.1:9464", "--stats-interval", "10", "--max-connections", "100", "--log-level", "debug",
+        ])
+        .unwrap();
+        assert_eq!(a.metrics, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(a.stats_interval, Some(10));
+        assert_eq!(a.max_connections, 100);
+        assert_eq!(a.log_level, Some(log::LevelFilter::Debug));
+        assert!(Args::try_parse_from(["tcptrace", "--metrics", "localhost"]).is_err());
+        assert!(Args::try_parse_from(["tcptrace", "--stats-interval", "0"]).is_err());
+        assert!(Args::try_parse_from(["tcptrace", "--log-level", "loud"]).is_err());
+        let d = Args::try_parse_from(["tcptrace"]).unwrap();
+        assert_eq!((d.metrics, d.stats_interval, d.max_connections), (None, None, 65536));
     }
 
     #[test]

@@ -83,6 +83,29 @@ fn drain_ring(rb: &mut RingBuf<MapData>, pipe: &mut Pipeline<BoxWrite<'static>>)
     Ok(Flow::Go)
 }
 
+/// The next scrape of `--metrics`, if it is on (never ready otherwise).
+async fn next_scrape(scrapes: &mut Option<tokio::sync::mpsc::Receiver<crate::metrics::Scrape>>) -> Option<crate::metrics::Scrape> {
+    match scrapes {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The statistics now; `walk` also counts the kernel connection map's
+/// entries (a system call per entry).
+fn snapshot(tracer: &Tracer, pipe: &Pipeline<BoxWrite<'static>>, walk: bool) -> anyhow::Result<crate::stats::Snapshot> {
+    let tracker = pipe.tracker();
+    Ok(crate::stats::Snapshot {
+        kernel: tracer.counters()?,
+        kernel_conns: if walk { Some(tracer.conn_entries()?) } else { None },
+        kernel_conn_table_size: tracer.sizes().conn_table,
+        captured: pipe.shown(),
+        tracked: tracker.map_or(0, |t| t.len() as u64),
+        max_tracked: tracker.map_or(0, |t| t.max_conns() as u64),
+        user_evictions: tracker.map_or(0, |t| t.evictions()),
+    })
+}
+
 /// Traces the interfaces in `args` until Ctrl-C, SIGTERM, `-c` or a closed
 /// output. Prints tcpdump's summary on stderr at the end.
 pub async fn run(args: &Args) -> anyhow::Result<()> {
@@ -98,6 +121,11 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     let line_buffered = args.line_buffered || io::stdout().is_terminal();
     let (text, pcap) = crate::pcap::outputs(args, Box::new(io::stdout()), line_buffered)?;
     let (filter, ports) = crate::filter::filter_from_args(args);
+    // So is the metrics address: one in use attaches nothing either.
+    let metrics_listener = match args.metrics {
+        Some(addr) => Some(crate::metrics::bind(addr)?),
+        None => None,
+    };
     let sizes = loader::Sizes { ring_buffer: args.buffer_size, conn_table: args.conn_table_size };
     let mut tracer = Tracer::load(crate::ebpf::OBJECT, &filter, &ports, sizes)
         .map_err(crate::privilege_hint)?;
@@ -118,6 +146,20 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
         .map_err(io::Error::from)
         .context("polling the ring buffer")?;
     let mut pipe = Pipeline::new(args, text, pcap, BootClock::sample().time_base());
+    let mut metrics = None;
+    let mut scrapes = None;
+    if let Some(listener) = metrics_listener {
+        let m = crate::metrics::Metrics::new();
+        pipe.set_metrics(m.events());
+        eprintln!("tcptrace: metrics on http://{}/metrics", listener.local_addr()?);
+        scrapes = Some(crate::metrics::serve(listener));
+        metrics = Some(m);
+    }
+    let stats_every = args.stats_interval.map(std::time::Duration::from_secs);
+    let mut stats_tick = tokio::time::interval(stats_every.unwrap_or(std::time::Duration::from_secs(3600)));
+    stats_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is now: skip it, the first statistics come after SECS.
+    stats_tick.reset();
     let mut resolver = pipe.resolves_names().then(|| Resolver::new(4));
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -131,6 +173,24 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
             _ = sigint.recv() => { interrupted = true; break }
             _ = sigterm.recv() => { interrupted = true; break }
             Some((ip, name)) = next_name(&mut resolver) => pipe.set_name(ip, name)?,
+            Some(reply) = next_scrape(&mut scrapes) => {
+                let snap = snapshot(&tracer, &pipe, true)?;
+                if let Some(m) = metrics.as_mut() {
+                    let _ = reply.send(m.render(&snap));
+                }
+                Flow::Go
+            }
+            _ = stats_tick.tick(), if stats_every.is_some() => {
+                let snap = snapshot(&tracer, &pipe, true)?;
+                if args.json {
+                    let mut line = Vec::with_capacity(512);
+                    crate::json::write_stats(clock_ns(libc::CLOCK_REALTIME), &snap, &mut line);
+                    pipe.write_line(&line)?
+                } else {
+                    eprintln!("{}", snap.text_line());
+                    Flow::Go
+                }
+            }
             _ = tick.tick(), if pipe.tracks_states() => {
                 pipe.set_time(BootClock::sample().time_base());
                 pipe.tick(clock_ns(libc::CLOCK_BOOTTIME) as i64)?

@@ -7,7 +7,11 @@ fn main() -> ExitCode {
     // Rust starts with SIGPIPE ignored, so a closed stdout shows up as EPIPE,
     // which the writers treat as a normal end.
     let args = Args::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let mut logger = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"));
+    if let Some(level) = args.log_level {
+        logger.filter_level(level);
+    }
+    logger.init();
     let res = if args.read.is_some() {
         let stdout = std::io::stdout();
         tcptrace::offline::run(&args, &mut stdout.lock())

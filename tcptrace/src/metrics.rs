@@ -35,9 +35,33 @@ use crate::{
 type Label1 = [(&'static str, &'static str); 1];
 type Label2 = [(&'static str, &'static str); 2];
 
-/// What the OpenMetrics text is served as (Prometheus reads it; promtool
-/// checks it).
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The OpenMetrics text, for clients that ask for it (Prometheus does).
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Prometheus' classic text format, for everyone else (curl, promtool).
+pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Prometheus' classic text format from OpenMetrics text: a counter's
+/// `HELP` and `TYPE` name its `_total` sample, and there is no `# EOF`.
+pub fn to_text_format(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "].into_iter().find_map(|p| {
+            let rest = line.strip_prefix(p)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters.contains(name).then(|| format!("{p}{name}_total {tail}"))
+        });
+        out.push_str(meta.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
 
 /// Counters fed by the pipeline, record by record. Cloning shares them.
 #[derive(Clone, Debug)]
@@ -293,12 +317,18 @@ async fn respond(req: Request<hyper::body::Incoming>, tx: mpsc::Sender<Scrape>) 
     }
     match req.uri().path() {
         "/metrics" => {
+            let openmetrics = req
+                .headers()
+                .get_all(header::ACCEPT)
+                .iter()
+                .any(|v| v.to_str().is_ok_and(|v| v.contains("application/openmetrics-text")));
             let (otx, orx) = oneshot::channel();
             if tx.send(otx).await.is_err() {
                 return reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "tcptrace is stopping\n".into());
             }
             match orx.await {
-                Ok(text) => reply(StatusCode::OK, CONTENT_TYPE, text),
+                Ok(text) if openmetrics => reply(StatusCode::OK, OPENMETRICS, text),
+                Ok(text) => reply(StatusCode::OK, TEXT_FORMAT, to_text_format(&text)),
                 Err(_) => reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "tcptrace is stopping\n".into()),
             }
         }
@@ -376,5 +406,11 @@ mod tests {
             assert!(text.contains(want), "no {want:?} in\n{text}");
         }
         assert!(!text.contains("flag=\"RST\""), "{text}");
+        let classic = to_text_format(&text);
+        assert!(classic.contains("# TYPE tcptrace_packets_captured_total counter\n"), "{classic}");
+        assert!(classic.contains("# HELP tcptrace_packets_captured_total Packets"), "{classic}");
+        assert!(classic.contains("# TYPE tcptrace_handshake_seconds histogram\n"), "{classic}");
+        assert!(classic.contains("# TYPE tcptrace_kernel_connections gauge\n"), "{classic}");
+        assert!(!classic.contains("# EOF"), "{classic}");
     }
 }

@@ -73,10 +73,22 @@ pub struct Pipeline<W: Write> {
     json: bool,
     scratch: Vec<u8>,
     stopped: bool,
+    /// `--metrics`: counters of what goes through.
+    metrics: Option<crate::metrics::EventMetrics>,
 }
 
 /// State events as lines or, with `--json`, objects.
-fn put_events(events: &[StateEvent], fmt: &Formatter, time: TimeBase, json: bool, out: &mut Vec<u8>) {
+fn put_events(
+    events: &[StateEvent],
+    fmt: &Formatter,
+    time: TimeBase,
+    json: bool,
+    metrics: Option<&crate::metrics::EventMetrics>,
+    out: &mut Vec<u8>,
+) {
+    if let Some(m) = metrics {
+        m.events(events);
+    }
     if json {
         for ev in events {
             crate::json::write_event(time.timestamp(ev.ts_ns), ev, out);
@@ -99,7 +111,7 @@ impl<W: Write> Pipeline<W> {
         }
         Self {
             fmt: Formatter::new(opts),
-            states: (!args.no_states).then(|| StateLines::new(StateOptions::default())),
+            states: (!args.no_states).then(|| StateLines::new(StateOptions { max_conns: args.max_connections as usize, ..StateOptions::default() })),
             out,
             pcap,
             time,
@@ -112,7 +124,27 @@ impl<W: Write> Pipeline<W> {
             json: args.json,
             scratch: Vec::with_capacity(256),
             stopped: false,
+            metrics: None,
         }
+    }
+
+    /// `--metrics`: counts packets and state events into `m`.
+    pub fn set_metrics(&mut self, m: crate::metrics::EventMetrics) {
+        self.metrics = Some(m);
+    }
+
+    /// The connection tracker, when states are followed.
+    pub fn tracker(&self) -> Option<&states::ConnTracker> {
+        self.states.as_ref().map(|s| s.tracker())
+    }
+
+    /// Writes a whole line (ending in a newline) of its own, such as a
+    /// `stats` object, between records.
+    pub fn write_line(&mut self, line: &[u8]) -> io::Result<Flow> {
+        if !self.stopped && !self.out.write_line(line)? {
+            self.stopped = true;
+        }
+        self.end_batch()
     }
 
     /// Whether connection states are followed (records that are not shown
@@ -201,7 +233,7 @@ impl<W: Write> Pipeline<W> {
                 self.fmt.write_packet_link(p.ts, p.link, &p.rec, &mut self.line);
             }
             if let Some(st) = self.states.as_mut() {
-                put_events(st.observe_events(p.ns, &p.rec), &self.fmt, self.time, self.json, &mut self.line);
+                put_events(st.observe_events(p.ns, &p.rec), &self.fmt, self.time, self.json, self.metrics.as_ref(), &mut self.line);
             }
             self.last_ns = Some(p.ns);
             if !self.line.is_empty() && !self.out.write_line(&self.line)? {
@@ -209,6 +241,9 @@ impl<W: Write> Pipeline<W> {
                 continue;
             }
             if p.show {
+                if let Some(m) = &self.metrics {
+                    m.packet(&p.rec);
+                }
                 self.shown += 1;
                 if self.shown >= self.limit {
                     self.stopped = true;
@@ -226,7 +261,7 @@ impl<W: Write> Pipeline<W> {
         }
         if let (Some(st), true) = (self.states.as_mut(), self.queue.is_empty()) {
             self.line.clear();
-            put_events(st.tick_events(now_ns), &self.fmt, self.time, self.json, &mut self.line);
+            put_events(st.tick_events(now_ns), &self.fmt, self.time, self.json, self.metrics.as_ref(), &mut self.line);
             if !self.line.is_empty() && !self.out.write_line(&self.line)? {
                 self.stopped = true;
             }
@@ -260,7 +295,7 @@ impl<W: Write> Pipeline<W> {
         }
         if let (Some(st), Some(now), false) = (self.states.as_mut(), now_ns.or(self.last_ns), self.stopped) {
             self.line.clear();
-            put_events(st.finish_events(now), &self.fmt, self.time, self.json, &mut self.line);
+            put_events(st.finish_events(now), &self.fmt, self.time, self.json, self.metrics.as_ref(), &mut self.line);
             if !self.line.is_empty() && !self.out.write_line(&self.line)? {
                 self.stopped = true;
             }

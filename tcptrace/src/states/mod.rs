@@ -398,6 +398,11 @@ impl ConnTracker {
         self.conns.is_empty()
     }
 
+    /// Most connections tracked at once ([`StateOptions::max_conns`]).
+    pub fn max_conns(&self) -> usize {
+        self.opts.max_conns
+    }
+
     /// Connections dropped to make room (ended ones included).
     pub fn evictions(&self) -> u64 {
         self.evictions

@@ -1,0 +1,340 @@
+//! Always-on operation, end to end in network namespaces: the Prometheus
+//! endpoint scraped over HTTP during a live trace (and checked by promtool
+//! when it is installed), periodic statistics in text and JSON, running with
+//! only the needed capabilities, `-i any`, and an interface that goes away
+//! and comes back. Needs root; run by `cargo xtask test`.
+
+mod support;
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use support::netns::{NetPair, in_ns, is_root};
+
+/// A tcptrace process: its stdout and stderr lines as they come.
+pub struct Proc {
+    child: Child,
+    out: mpsc::Receiver<String>,
+    err: mpsc::Receiver<String>,
+    err_seen: Vec<String>,
+}
+
+fn lines(r: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+impl Proc {
+    pub fn spawn(mut cmd: Command) -> Self {
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("tcptrace");
+        let out = lines(child.stdout.take().unwrap());
+        let err = lines(child.stderr.take().unwrap());
+        Self { child, out, err, err_seen: Vec::new() }
+    }
+
+    /// Waits for a stderr line containing `what` and returns it.
+    pub fn wait_err(&mut self, what: &str, timeout: Duration) -> String {
+        let end = Instant::now() + timeout;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.err.recv_timeout(left) {
+                Ok(l) => {
+                    self.err_seen.push(l.clone());
+                    if l.contains(what) {
+                        return l;
+                    }
+                }
+                Err(e) => panic!("no '{what}' on stderr ({e}); stderr so far:\n{}", self.err_seen.join("\n")),
+            }
+        }
+    }
+
+    /// Waits for a stdout line containing `what` and returns it.
+    pub fn wait_out(&mut self, what: &str, timeout: Duration) -> String {
+        let end = Instant::now() + timeout;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.out.recv_timeout(left) {
+                Ok(l) if l.contains(what) => return l,
+                Ok(_) => {}
+                Err(e) => panic!("no '{what}' on stdout ({e}); stderr so far:\n{}", self.err_seen.join("\n")),
+            }
+        }
+    }
+
+    /// SIGINT, then the rest of stdout, stderr, and the exit status.
+    pub fn stop(self) -> (String, String, i32) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        self.finish()
+    }
+
+    /// Waits for the exit: the rest of stdout, all of stderr, the status.
+    pub fn finish(mut self) -> (String, String, i32) {
+        let status = self.child.wait().unwrap();
+        // The reader threads end at EOF.
+        let out: Vec<String> = self.out.iter().collect();
+        self.err_seen.extend(self.err.iter());
+        (out.join("\n"), self.err_seen.join("\n"), status.code().unwrap_or(-1))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tcptrace(ns: &str) -> Command {
+    NetPair::command(ns, env!("CARGO_BIN_EXE_tcptrace"))
+}
+
+/// `n` connections from namespace a to a server in b: request, reply,
+/// client closes first.
+fn connections(pair: &NetPair, n: usize) -> u16 {
+    let addr = format!("{}:0", pair.addr_b);
+    let listener = in_ns(&pair.b, move || TcpListener::bind(addr).unwrap()).join().unwrap();
+    let to = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        for _ in 0..n {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 5];
+            s.read_exact(&mut buf).unwrap();
+            s.write_all(b"world!").unwrap();
+            let mut rest = Vec::new();
+            s.read_to_end(&mut rest).unwrap();
+        }
+    });
+    in_ns(&pair.a, move || {
+        for _ in 0..n {
+            let mut c = TcpStream::connect(to).unwrap();
+            c.write_all(b"hello").unwrap();
+            let mut buf = [0u8; 6];
+            c.read_exact(&mut buf).unwrap();
+            c.shutdown(Shutdown::Both).unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+    server.join().unwrap();
+    to.port()
+}
+
+/// GET `path` from `addr` inside namespace `ns`: status line, content type
+/// and body.
+fn http_get(ns: &str, addr: SocketAddr, path: &str) -> (String, String, String) {
+    http_get_with(ns, addr, path, "")
+}
+
+/// The same with `headers` (each ending in CRLF).
+fn http_get_with(ns: &str, addr: SocketAddr, path: &str, headers: &str) -> (String, String, String) {
+    let (path, headers) = (path.to_string(), headers.to_string());
+    in_ns(ns, move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n").unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        let (head, body) = resp.split_once("\r\n\r\n").expect("HTTP response");
+        let status = head.lines().next().unwrap().to_string();
+        let ctype = head
+            .lines()
+            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-type:").map(|v| v.trim().to_string()))
+            .unwrap_or_default();
+        (status, ctype, body.to_string())
+    })
+    .join()
+    .unwrap()
+}
+
+/// The value of the sample `name` (with its labels, exactly) in a
+/// Prometheus text.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+fn have(cmd: &str) -> bool {
+    Command::new("sh").args(["-c", &format!("command -v {cmd}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+#[test]
+#[ignore = "needs root"]
+fn metrics_scraped_during_live_trace() {
+    assert!(is_root(), "run as root (cargo xtask test does)");
+    let pair = NetPair::new();
+    let mut cmd = tcptrace(&pair.a);
+    cmd.args(["-i", &pair.if_a, "-n", "--metrics", "127.0.0.1:0"]);
+    let mut tt = Proc::spawn(cmd);
+    let line = tt.wait_err("metrics on http://", Duration::from_secs(30));
+    let addr: SocketAddr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.strip_suffix("/metrics"))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    assert!(addr.ip().is_loopback(), "{addr}");
+    // The metrics line comes after "listening on".
+
+    let port = connections(&pair, 5);
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, ctype, text) = http_get(&pair.a, addr, "/metrics");
+    assert!(status.contains(" 200 "), "{status}\n{text}");
+    assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
+    assert!(text.contains("# TYPE tcptrace_packets_captured_total counter\n"), "{text}");
+    // 5 connections: 5 SYNs, 5 SYN-ACKs (both SYN and ACK), 10 FINs.
+    assert_eq!(sample(&text, "tcptrace_packets_by_flag_total{flag=\"SYN\"}"), Some(10.0), "{text}");
+    assert_eq!(sample(&text, "tcptrace_packets_by_flag_total{flag=\"FIN\"}"), Some(10.0), "{text}");
+    assert_eq!(sample(&text, "tcptrace_packets_by_flag_total{flag=\"RST\"}"), None, "{text}");
+    assert_eq!(sample(&text, "tcptrace_connections_closed_total{outcome=\"fin\"}"), Some(5.0), "{text}");
+    assert_eq!(
+        sample(&text, "tcptrace_state_transitions_total{from=\"SYN_RECEIVED\",to=\"ESTABLISHED\"}"),
+        Some(5.0),
+        "{text}"
+    );
+    assert_eq!(sample(&text, "tcptrace_handshake_seconds_count"), Some(5.0), "{text}");
+    assert_eq!(sample(&text, "tcptrace_handshake_seconds_bucket{le=\"+Inf\"}"), Some(5.0), "{text}");
+    assert_eq!(sample(&text, "tcptrace_ringbuf_dropped_total"), Some(0.0), "{text}");
+    assert_eq!(sample(&text, "tcptrace_malformed_packets_total{reason=\"tcp-hdr-too-short\"}"), Some(0.0), "{text}");
+    let captured = sample(&text, "tcptrace_packets_captured_total").unwrap();
+    assert!(captured >= 40.0, "{text}");
+    assert!(sample(&text, "tcptrace_kernel_packets_total{stage=\"matched\"}").unwrap() >= captured, "{text}");
+    assert_eq!(sample(&text, "tcptrace_kernel_connection_table_size"), Some(65536.0), "{text}");
+    assert_eq!(sample(&text, "tcptrace_kernel_connection_evictions_total"), Some(0.0), "{text}");
+    // Servers' TIME_WAIT: nothing left in the kernel map (both FINs acked),
+    // the five still tracked in userspace for TIME_WAIT.
+    assert_eq!(sample(&text, "tcptrace_kernel_connections"), Some(0.0), "{text}");
+    assert_eq!(sample(&text, "tcptrace_connections_tracked"), Some(5.0), "{text}");
+    assert!(port > 0);
+
+    if have("promtool") {
+        let mut p = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        p.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        let o = p.wait_with_output().unwrap();
+        assert!(
+            o.status.success(),
+            "promtool check metrics:\n{}{}\n{text}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    } else {
+        eprintln!("promtool not installed: metrics text not checked by it");
+    }
+
+    // What Prometheus asks for: OpenMetrics.
+    let accept = "Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5\r\n";
+    let (status, ctype, om) = http_get_with(&pair.a, addr, "/metrics", accept);
+    assert!(status.contains(" 200 "), "{status}");
+    assert!(ctype.starts_with("application/openmetrics-text"), "{ctype}");
+    assert!(om.ends_with("# EOF\n"), "{om}");
+    assert!(om.contains("# TYPE tcptrace_packets_captured counter\n"), "{om}");
+    let (status, _, _) = http_get(&pair.a, addr, "/nothing");
+    assert!(status.contains(" 404 "), "{status}");
+    // A second scrape sees the same counts (no double counting of kernel deltas).
+    let (_, _, again) = http_get(&pair.a, addr, "/metrics");
+    assert_eq!(sample(&again, "tcptrace_packets_by_flag_total{flag=\"SYN\"}"), Some(10.0), "{again}");
+    assert_eq!(
+        sample(&again, "tcptrace_kernel_packets_total{stage=\"matched\"}"),
+        sample(&text, "tcptrace_kernel_packets_total{stage=\"matched\"}"),
+    );
+    let (_, err, rc) = tt.stop();
+    assert_eq!(rc, 0, "{err}");
+}
+
+#[test]
+#[ignore = "needs root"]
+fn metrics_address_in_use_attaches_nothing() {
+    assert!(is_root(), "run as root (cargo xtask test does)");
+    let pair = NetPair::new();
+    let held = in_ns(&pair.a, || TcpListener::bind("127.0.0.1:0").unwrap()).join().unwrap();
+    let addr = held.local_addr().unwrap().to_string();
+    let mut cmd = tcptrace(&pair.a);
+    cmd.args(["-i", &pair.if_a, "-n", "--metrics", &addr]);
+    let (_, err, rc) = Proc::spawn(cmd).finish();
+    assert_eq!(rc, 1, "{err}");
+    assert!(err.contains(&format!("--metrics {addr}")) && err.contains("in use"), "{err}");
+    assert!(!err.contains("listening on"), "{err}");
+}
+
+#[test]
+#[ignore = "needs root"]
+fn stats_interval_text_line_on_stderr() {
+    assert!(is_root(), "run as root (cargo xtask test does)");
+    let pair = NetPair::new();
+    let mut cmd = tcptrace(&pair.a);
+    cmd.args(["-i", &pair.if_a, "-n", "--stats-interval", "1"]);
+    let mut tt = Proc::spawn(cmd);
+    tt.wait_err("listening on", Duration::from_secs(30));
+    connections(&pair, 3);
+    // Lines come every second: wait for one that counts the traffic.
+    let end = Instant::now() + Duration::from_secs(20);
+    let line = loop {
+        let l = tt.wait_err("packets captured, ", Duration::from_secs(5));
+        if l.contains(", 3 connections tracked") || Instant::now() > end {
+            break l;
+        }
+    };
+    assert!(l_matches(&line), "{line}");
+    assert!(line.contains(" packets received by filter, 0 packets dropped by kernel, 3 connections tracked"), "{line}");
+    let (_, err, rc) = tt.stop();
+    assert_eq!(rc, 0, "{err}");
+    assert!(err.contains("packets captured\n") || err.ends_with("packets dropped by kernel"), "{err}");
+}
+
+fn l_matches(line: &str) -> bool {
+    let rest = line.strip_prefix("tcptrace: ").unwrap_or("");
+    rest.split_once(" packets captured").is_some_and(|(n, _)| n.parse::<u64>().is_ok_and(|n| n >= 30))
+}
+
+#[test]
+#[ignore = "needs root"]
+fn stats_interval_json_objects() {
+    assert!(is_root(), "run as root (cargo xtask test does)");
+    let pair = NetPair::new();
+    let mut cmd = tcptrace(&pair.a);
+    cmd.args(["-i", &pair.if_a, "--json", "--stats-interval", "1", "--flags", "SYN,FIN,RST"]);
+    let mut tt = Proc::spawn(cmd);
+    tt.wait_err("listening on", Duration::from_secs(30));
+    connections(&pair, 4);
+    let end = Instant::now() + Duration::from_secs(20);
+    let v = loop {
+        let l = tt.wait_out("\"type\":\"stats\"", Duration::from_secs(5));
+        let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+        if v["connections_tracked"] == 4 || Instant::now() > end {
+            break v;
+        }
+    };
+    assert_eq!(v["v"], 1);
+    assert!(v["time"].as_str().unwrap().ends_with('Z'), "{v}");
+    assert!(v["ts_ns"].as_i64().unwrap() > 0, "{v}");
+    assert_eq!(v["connections_tracked"], 4, "{v}");
+    assert_eq!(v["max_connections"], 65536, "{v}");
+    assert_eq!(v["userspace_evictions"], 0, "{v}");
+    // With --flags SYN,FIN,RST: 4 × (SYN, SYN-ACK, 2 FINs) shown.
+    assert_eq!(v["packets_captured"], 16, "{v}");
+    assert_eq!(v["kernel"]["ringbuf_full"], 0, "{v}");
+    assert_eq!(v["kernel"]["conn_entered"], 4, "{v}");
+    assert_eq!(v["kernel"]["conn_closed"], 4, "{v}");
+    assert_eq!(v["kernel_conns"], 0, "{v}");
+    assert_eq!(v["kernel_conn_evictions"], 0, "{v}");
+    assert_eq!(v["kernel_conn_table_size"], 65536, "{v}");
+    assert!(v["kernel"]["malformed"].as_object().unwrap().is_empty(), "{v}");
+    let (_, err, rc) = tt.stop();
+    assert_eq!(rc, 0, "{err}");
+}
