@@ -23,9 +23,12 @@ pub const BPF_LINKER_VERSION: &str = "0.13.0";
 /// library source for -Z build-std=core, and LLVM for building bpf-linker.
 pub const EBPF_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src", "llvm-22-dev"];
 /// Debian packages the end-to-end tests run.
-pub const TEST_PACKAGES: &[&str] = &["tcpdump", "tshark", "iperf3", "bpftool", "iproute2", "procps"];
+/// (prometheus for promtool, which checks the --metrics text; yamllint for
+/// the packaging manifests; libcap2-bin for capsh.)
+pub const TEST_PACKAGES: &[&str] =
+    &["tcpdump", "tshark", "iperf3", "bpftool", "iproute2", "procps", "prometheus", "yamllint", "libcap2-bin"];
 /// Commands the test packages give, checked when there is no dpkg.
-const TEST_COMMANDS: &[&str] = &["tcpdump", "tshark", "iperf3", "bpftool", "ip", "ss", "ps"];
+const TEST_COMMANDS: &[&str] = &["tcpdump", "tshark", "iperf3", "bpftool", "ip", "ss", "ps", "promtool", "yamllint", "capsh"];
 
 /// What this machine and user can do.
 pub struct Machine {
