@@ -25,13 +25,16 @@ const MAX_BLOCK: u32 = 16 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
-    #[error("cannot read {path}: {source}")]
-    Open { path: String, source: io::Error },
-    #[error("read error at byte {offset}: {source}")]
-    Io { offset: u64, source: io::Error },
+    // The io::Error is in the message, not a `source` (anyhow's `{:#}`
+    // would print it twice).
+    /// The caller names the file (see `offline::run`).
+    #[error("cannot open: {error}")]
+    Open { error: io::Error },
+    #[error("read error at byte {offset}: {error}")]
+    Io { offset: u64, error: io::Error },
     #[error("unknown file format (magic number {magic:#010x} at byte 0)")]
     BadMagic { magic: u32 },
-    #[error("file is empty")]
+    #[error("empty file: no file header at byte 0")]
     Empty,
     #[error("truncated capture file at byte {offset}: {what}")]
     Truncated { offset: u64, what: &'static str },
@@ -88,7 +91,7 @@ pub fn open(path: &Path) -> Result<CaptureReader<Box<dyn Read>>, CaptureError> {
         Box::new(BufReader::new(io::stdin()))
     } else {
         let f = File::open(path)
-            .map_err(|source| CaptureError::Open { path: path.display().to_string(), source })?;
+            .map_err(|error| CaptureError::Open { error })?;
         Box::new(BufReader::with_capacity(1 << 16, f))
     };
     CaptureReader::new(r)
@@ -139,7 +142,7 @@ fn link_of(linktype: u32, offset: u64) -> Result<LinkType, CaptureError> {
 impl<R: Read> CaptureReader<R> {
     pub fn new(mut r: R) -> Result<Self, CaptureError> {
         let mut magic = [0u8; 4];
-        let n = read_full(&mut r, &mut magic).map_err(|source| CaptureError::Io { offset: 0, source })?;
+        let n = read_full(&mut r, &mut magic).map_err(|error| CaptureError::Io { offset: 0, error })?;
         if n == 0 {
             return Err(CaptureError::Empty);
         }
@@ -161,7 +164,7 @@ impl<R: Read> CaptureReader<R> {
             return Err(CaptureError::BadMagic { magic: le });
         };
         let mut hdr = [0u8; 20];
-        let n = read_full(&mut r, &mut hdr).map_err(|source| CaptureError::Io { offset: 4, source })?;
+        let n = read_full(&mut r, &mut hdr).map_err(|error| CaptureError::Io { offset: 4, error })?;
         if n < 20 {
             return Err(CaptureError::Truncated { offset: 4 + n as u64, what: "pcap file header" });
         }
@@ -204,7 +207,7 @@ impl<R: Read> CaptureReader<R> {
 
     fn read_exact_at(&mut self, buf: &mut [u8], what: &'static str) -> Result<(), CaptureError> {
         let at = self.offset;
-        let n = read_full(&mut self.r, buf).map_err(|source| CaptureError::Io { offset: at, source })?;
+        let n = read_full(&mut self.r, buf).map_err(|error| CaptureError::Io { offset: at, error })?;
         self.offset += n as u64;
         if n < buf.len() {
             return Err(CaptureError::Truncated { offset: at, what });
@@ -229,7 +232,7 @@ impl<R: Read> CaptureReader<R> {
         let at = self.offset;
         let mut hdr = [0u8; 24];
         let hdr = &mut hdr[..hdr_len];
-        let n = read_full(&mut self.r, hdr).map_err(|source| CaptureError::Io { offset: at, source })?;
+        let n = read_full(&mut self.r, hdr).map_err(|error| CaptureError::Io { offset: at, error })?;
         if n == 0 {
             return Ok(None);
         }
@@ -299,7 +302,7 @@ impl<R: Read> CaptureReader<R> {
         loop {
             let at = self.offset;
             let mut head = [0u8; 8];
-            let n = read_full(&mut self.r, &mut head).map_err(|source| CaptureError::Io { offset: at, source })?;
+            let n = read_full(&mut self.r, &mut head).map_err(|error| CaptureError::Io { offset: at, error })?;
             if n == 0 {
                 return Ok(None);
             }
@@ -447,7 +450,8 @@ impl<R: Read> CaptureReader<R> {
         let data = body[data_off..data_off + keep].to_vec();
         let ts = match t {
             Some(t) => {
-                let sec = (t / ifc.units) as i64 + ifc.tsoffset;
+                // Wraps as libpcap's unsigned arithmetic does (no overflow panic).
+                let sec = ((t / ifc.units) as i64).wrapping_add(ifc.tsoffset);
                 let rem = (t % ifc.units) as u128;
                 let ns = rem * 1_000_000_000 / ifc.units as u128;
                 Timestamp::nanos(sec, ns as u64)
@@ -519,6 +523,35 @@ mod tests {
         let e = r.next_packet().unwrap_err();
         assert!(matches!(e, CaptureError::Truncated { offset: 60, what: "packet data" }), "{e:?}");
         assert!(e.to_string().contains("at byte 60"));
+    }
+
+    /// An `if_tsoffset` and a timestamp at the ends of their ranges wrap
+    /// instead of overflowing.
+    #[test]
+    fn pcapng_timestamp_extremes() {
+        let block = |v: &mut Vec<u8>, btype: u32, body: &[u8]| {
+            let total = (12 + body.len()) as u32;
+            v.extend(btype.to_le_bytes());
+            v.extend(total.to_le_bytes());
+            v.extend(body);
+            v.extend(total.to_le_bytes());
+        };
+        let mut v = Vec::new();
+        let mut shb = BYTE_ORDER_MAGIC.to_le_bytes().to_vec();
+        shb.extend([1, 0, 0, 0]);
+        shb.extend((-1i64).to_le_bytes());
+        block(&mut v, PCAPNG_SHB, &shb);
+        let mut idb = vec![1, 0, 0, 0, 0, 0, 0, 0];
+        idb.extend([14, 0, 8, 0]);
+        idb.extend(i64::MIN.to_le_bytes());
+        idb.extend([9, 0, 1, 0, 0x80, 0, 0, 0]);
+        block(&mut v, 1, &idb);
+        let mut epb = vec![0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+        epb.extend([4, 0, 0, 0, 4, 0, 0, 0, 1, 2, 3, 4]);
+        block(&mut v, 6, &epb);
+        let mut r = CaptureReader::new(Cursor::new(v)).unwrap();
+        let p = r.next_packet().unwrap().unwrap();
+        assert_eq!(p.ts.sec, i64::MAX);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `tcptrace -r FILE`: capture-file frames through the shared parser and the
 //! same pipeline as live records, so that file and live output agree.
 
-use std::io::Write;
+use std::io::{Read, Write};
 
 use anyhow::Context;
 use tcptrace_common::{
@@ -11,7 +11,7 @@ use tcptrace_common::{
 };
 
 use crate::{
-    capture,
+    capture::{self, CaptureReader},
     cli::Args,
     filter::filter_from_args,
     format::LinkInfo,
@@ -31,7 +31,18 @@ use crate::{
 /// frames before the cut, then fails.
 pub fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
     let path = args.read.as_deref().context("no capture file given (-r)")?;
-    let mut reader = capture::open(path)?;
+    let name = if path.as_os_str() == "-" { "standard input".to_string() } else { path.display().to_string() };
+    let reader = capture::open(path).map_err(|e| anyhow::Error::new(e).context(format!("reading {name}")))?;
+    run_reader(args, reader, &name, out)
+}
+
+/// [`run`] on an opened capture; `name` names it in errors.
+pub fn run_reader<R: Read>(
+    args: &Args,
+    mut reader: CaptureReader<R>,
+    name: &str,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
     let (cfg, ports): (FilterConfig, _) = filter_from_args(args);
     let ports = (cfg.use_ports != 0).then_some(&ports);
     let (text, pcap) = crate::pcap::outputs(args, Box::new(out), args.line_buffered)?;
@@ -43,7 +54,7 @@ pub fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
             Ok(Some(p)) => p,
             Ok(None) => break,
             Err(e) => {
-                result = Err(anyhow::Error::new(e).context(format!("reading {}", path.display())));
+                result = Err(anyhow::Error::new(e).context(format!("reading {name}")));
                 break;
             }
         };
