@@ -7,6 +7,7 @@ pub mod filter;
 pub mod format;
 pub mod loader;
 pub mod names;
+pub mod caps;
 pub mod offline;
 pub mod json;
 pub mod live;

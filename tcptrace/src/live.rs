@@ -117,6 +117,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
             bail!(crate::UsageError(format!("{iface}: no such interface")));
         }
     }
+    crate::caps::check()?;
     // -w's file is created before anything is loaded: a bad path attaches nothing.
     let line_buffered = args.line_buffered || io::stdout().is_terminal();
     let (text, pcap) = crate::pcap::outputs(args, Box::new(io::stdout()), line_buffered)?;

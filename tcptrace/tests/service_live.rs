@@ -338,3 +338,56 @@ fn stats_interval_json_objects() {
     let (_, err, rc) = tt.stop();
     assert_eq!(rc, 0, "{err}");
 }
+
+/// tcptrace as `nobody` with only the ambient capabilities `caps` (setpriv
+/// names: `bpf`, `net_admin`, `perfmon`), in namespace `ns`.
+fn unprivileged(ns: &str, caps: &[&str]) -> Command {
+    let list = caps.iter().map(|c| format!("+{c}")).collect::<Vec<_>>().join(",");
+    let mut c = NetPair::command(ns, "setpriv");
+    c.args(["--reuid", "65534", "--regid", "65534", "--clear-groups", "--inh-caps", &list, "--ambient-caps", &list]);
+    c.args(["--", env!("CARGO_BIN_EXE_tcptrace")]);
+    c
+}
+
+#[test]
+#[ignore = "needs root"]
+fn runs_with_only_bpf_net_admin_perfmon() {
+    assert!(is_root(), "run as root (cargo xtask test does)");
+    let pair = NetPair::new();
+    let mut cmd = unprivileged(&pair.a, &["bpf", "net_admin", "perfmon"]);
+    cmd.args(["-i", &pair.if_a, "-n", "--flags", "SYN,FIN,RST", "--metrics", "127.0.0.1:0"]);
+    let mut tt = Proc::spawn(cmd);
+    let line = tt.wait_err("metrics on http://", Duration::from_secs(30));
+    let addr: SocketAddr = line.split("http://").nth(1).unwrap().strip_suffix("/metrics").unwrap().parse().unwrap();
+    connections(&pair, 2);
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, _, text) = http_get(&pair.a, addr, "/metrics");
+    assert_eq!(sample(&text, "tcptrace_connections_closed_total{outcome=\"fin\"}"), Some(2.0), "{text}");
+    // The kernel map is walked from userspace without root too.
+    assert_eq!(sample(&text, "tcptrace_kernel_connections"), Some(0.0), "{text}");
+    assert_eq!(sample(&text, "tcptrace_kernel_connections_entered_total"), Some(2.0), "{text}");
+    let (out, err, rc) = tt.stop();
+    assert_eq!(rc, 0, "{err}");
+    assert!(err.contains("listening on"), "{err}");
+    // 2 × (SYN, SYN-ACK, FIN, FIN) and their state lines.
+    assert_eq!(out.lines().filter(|l| l.contains(" Flags [")).count(), 8, "{out}");
+    assert_eq!(out.lines().filter(|l| l.contains(" CONN ")).count(), 2, "{out}");
+}
+
+#[test]
+#[ignore = "needs root"]
+fn a_missing_capability_is_named() {
+    assert!(is_root(), "run as root (cargo xtask test does)");
+    let pair = NetPair::new();
+    let all = ["bpf", "net_admin", "perfmon"];
+    for (drop, name) in [("bpf", "CAP_BPF"), ("net_admin", "CAP_NET_ADMIN"), ("perfmon", "CAP_PERFMON")] {
+        let caps: Vec<&str> = all.iter().copied().filter(|c| *c != drop).collect();
+        let mut cmd = unprivileged(&pair.a, &caps);
+        cmd.args(["-i", &pair.if_a, "-n"]);
+        let (_, err, rc) = Proc::spawn(cmd).finish();
+        assert_eq!(rc, 1, "{err}");
+        assert!(err.starts_with(&format!("tcptrace: missing capability {name}: ")), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(!err.contains("listening on"), "{err}");
+    }
+}
