@@ -52,8 +52,10 @@ pub struct Args {
     pub line_buffered: bool,
 
     /// Read packets from a pcap or pcapng file ('-' for standard input)
-    /// instead of tracing an interface.
-    #[arg(short = 'r', value_name = "FILE")]
+    /// instead of tracing an interface. Conflicts with the options of live
+    /// tracing (-i, --attach, --buffer-size, --conn-table-size, --metrics,
+    /// --stats-interval).
+    #[arg(short = 'r', value_name = "FILE", conflicts_with_all = LIVE_ONLY)]
     pub read: Option<PathBuf>,
 
     /// Write the headers of each traced packet to a pcap file.
@@ -101,6 +103,10 @@ pub struct Args {
     #[arg(long = "log-level", value_name = "LEVEL", value_parser = parse_log_level)]
     pub log_level: Option<log::LevelFilter>,
 }
+
+/// Options that only mean something when tracing live (`-r` rejects them;
+/// their defaults do not count).
+const LIVE_ONLY: [&str; 6] = ["iface", "attach", "buffer_size", "conn_table_size", "metrics", "stats_interval"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AttachMode {
@@ -240,6 +246,23 @@ mod tests {
         assert!(Args::try_parse_from(["tcptrace", "--log-level", "loud"]).is_err());
         let d = Args::try_parse_from(["tcptrace"]).unwrap();
         assert_eq!((d.metrics, d.stats_interval, d.max_connections), (None, None, 65536));
+    }
+
+    #[test]
+    fn read_conflicts_with_live_options() {
+        for extra in [
+            &["-i", "eth0"][..],
+            &["--attach", "tc"],
+            &["--buffer-size", "8192"],
+            &["--conn-table-size", "10"],
+            &["--metrics", "127.0.0.1:9464"],
+            &["--stats-interval", "5"],
+        ] {
+            let e = Args::try_parse_from(["tcptrace", "-r", "x"].iter().chain(extra)).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict, "{extra:?}");
+        }
+        // Defaults do not conflict; -w, filters and formats go with -r.
+        Args::try_parse_from(["tcptrace", "-r", "x", "-w", "y", "--port", "80", "--flags", "S", "-c", "3", "--json"]).unwrap();
     }
 
     #[test]

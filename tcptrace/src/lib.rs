@@ -27,8 +27,18 @@ pub struct UsageError(pub String);
 pub fn privilege_hint(e: loader::LoadError) -> anyhow::Error {
     let text = format!("{e:?}");
     if text.contains("PermissionDenied") || text.contains("Operation not permitted") {
-        anyhow::Error::new(e).context(
-            "not permitted: tcptrace needs root or the capabilities CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON",
+        // One line: the innermost cause (aya's errors repeat their sources).
+        let mut cause: &dyn std::error::Error = &e;
+        while let Some(s) = cause.source() {
+            cause = s;
+        }
+        anyhow::anyhow!(
+            "not permitted: tcptrace needs root or the capabilities CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON \
+             ({}: {cause})",
+            match e {
+                loader::LoadError::Attach { .. } => "attaching",
+                _ => "loading the kernel programs",
+            }
         )
     } else {
         e.into()
