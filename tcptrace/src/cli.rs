@@ -8,7 +8,7 @@ use clap::{ArgAction, Parser, ValueEnum};
 #[derive(Debug, Clone, Parser)]
 #[command(name = "tcptrace", version, about)]
 pub struct Args {
-    /// Interface to trace (repeatable).
+    /// Interface to trace (repeatable); `any`: every interface that is up.
     #[arg(short = 'i', long = "iface", value_name = "IFACE")]
     pub iface: Vec<String>,
 

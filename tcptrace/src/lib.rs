@@ -5,6 +5,7 @@ pub mod cli;
 pub mod ebpf;
 pub mod filter;
 pub mod format;
+pub mod ifaces;
 pub mod loader;
 pub mod names;
 pub mod caps;

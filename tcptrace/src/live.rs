@@ -112,11 +112,8 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     if args.iface.is_empty() {
         bail!(crate::UsageError("no interface given: use -i IFACE (or -r FILE to read a capture)".into()));
     }
-    for iface in &args.iface {
-        if loader::nix_ifindex(iface) == 0 {
-            bail!(crate::UsageError(format!("{iface}: no such interface")));
-        }
-    }
+    // `-i any`: the interfaces that are up now.
+    let ifaces = crate::ifaces::expand(&args.iface)?;
     crate::caps::check()?;
     // -w's file is created before anything is loaded: a bad path attaches nothing.
     let line_buffered = args.line_buffered || io::stdout().is_terminal();
@@ -130,7 +127,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     let sizes = loader::Sizes { ring_buffer: args.buffer_size, conn_table: args.conn_table_size };
     let mut tracer = Tracer::load(crate::ebpf::OBJECT, &filter, &ports, sizes)
         .map_err(crate::privilege_hint)?;
-    for iface in &args.iface {
+    for iface in &ifaces {
         let hook = tracer.attach(iface, args.attach).map_err(crate::privilege_hint)?;
         eprintln!(
             "tcptrace: listening on {iface} ({} ingress, TC egress), link-type EN10MB (Ethernet)",

@@ -391,3 +391,33 @@ fn a_missing_capability_is_named() {
         assert!(!err.contains("listening on"), "{err}");
     }
 }
+
+#[test]
+#[ignore = "needs root"]
+fn any_traces_every_interface_that_is_up() {
+    assert!(is_root(), "run as root (cargo xtask test does)");
+    let pair = NetPair::new();
+    // A third interface that is down is left out.
+    support::netns::ip(&["-n", &pair.a, "link", "add", "ttdown0", "type", "veth", "peer", "name", "ttdown1"]);
+    let mut cmd = tcptrace(&pair.a);
+    cmd.args(["-i", "any", "-n", "--no-states", "--flags", "SYN"]);
+    let mut tt = Proc::spawn(cmd);
+    tt.wait_err(&format!("listening on {} ", pair.if_a), Duration::from_secs(30));
+    // Loopback inside namespace a, and the veth.
+    let local = in_ns(&pair.a, || {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let to = l.local_addr().unwrap();
+        drop(TcpStream::connect(to).unwrap());
+        to.port()
+    })
+    .join()
+    .unwrap();
+    let remote = connections(&pair, 1);
+    std::thread::sleep(Duration::from_millis(300));
+    let (out, err, rc) = tt.stop();
+    assert_eq!(rc, 0, "{err}");
+    assert!(err.contains("listening on lo "), "{err}");
+    assert!(!err.contains("ttdown0"), "{err}");
+    assert!(out.contains(&format!("> 127.0.0.1.{local}: Flags [S]")), "{out}");
+    assert!(out.contains(&format!("{}.{remote}: Flags [S]", pair.addr_b)), "{out}");
+}
