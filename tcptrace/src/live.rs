@@ -166,6 +166,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let mut interrupted = false;
+    let mut lost = None;
     loop {
         let flow = tokio::select! {
             _ = sigint.recv() => { interrupted = true; break }
@@ -189,9 +190,19 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
                     Flow::Go
                 }
             }
-            _ = tick.tick(), if pipe.tracks_states() => {
-                pipe.set_time(BootClock::sample().time_base());
-                pipe.tick(clock_ns(libc::CLOCK_BOOTTIME) as i64)?
+            _ = tick.tick() => {
+                // A deleted interface takes its links along and the ring
+                // buffer goes quiet: notice it here.
+                if let Some(name) = tracer.gone_interface() {
+                    lost = Some(name.to_string());
+                    break;
+                }
+                if pipe.tracks_states() {
+                    pipe.set_time(BootClock::sample().time_base());
+                    pipe.tick(clock_ns(libc::CLOCK_BOOTTIME) as i64)?
+                } else {
+                    Flow::Go
+                }
             }
             guard = afd.readable_mut() => {
                 let mut guard = guard.context("waiting for the ring buffer")?;
@@ -224,5 +235,8 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     // Detach before returning: dropping the tracer drops its links.
     drop(afd);
     drop(tracer);
-    Ok(())
+    match lost {
+        Some(iface) => bail!("{iface}: the interface went away while tracing"),
+        None => Ok(()),
+    }
 }

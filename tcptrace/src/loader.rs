@@ -117,6 +117,8 @@ pub struct Tracer {
     counters: PerCpuArray<MapData, u64>,
     malformed: PerCpuArray<MapData, u64>,
     sizes: Sizes,
+    /// Interfaces attached to, with their index.
+    attached: Vec<(String, u32)>,
 }
 
 impl Tracer {
@@ -154,14 +156,15 @@ impl Tracer {
         }
         let counters = take_map(&mut ebpf, "COUNTERS")?;
         let malformed = take_map(&mut ebpf, "MALFORMED")?;
-        Ok(Self { ebpf, counters, malformed, sizes })
+        Ok(Self { ebpf, counters, malformed, sizes, attached: Vec::new() })
     }
 
     /// Attaches ingress (XDP or TC, see [`ingress_hook`]) and egress (TC) to
     /// `iface`. Links are owned by the programs and go away when the tracer is
     /// dropped or the process exits (tcx and XDP links are file descriptors).
     pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<IngressHook, LoadError> {
-        if nix_ifindex(iface) == 0 {
+        let index = nix_ifindex(iface);
+        if index == 0 {
             return Err(LoadError::NoInterface(iface.to_string()));
         }
         let hook = ingress_hook(mode);
@@ -188,7 +191,15 @@ impl Tracer {
         }
         let p: &mut SchedClassifier = self.program(TC_EGRESS_PROG)?;
         p.attach(iface, TcAttachType::Egress).map_err(attach_err("TC egress"))?;
+        self.attached.push((iface.to_string(), index));
         Ok(hook)
+    }
+
+    /// The first interface attached to whose index no longer exists (it was
+    /// deleted, or moved to another network namespace: its links are gone
+    /// and it sends nothing more).
+    pub fn gone_interface(&self) -> Option<&str> {
+        self.attached.iter().find(|(_, index)| !interface_exists(*index)).map(|(name, _)| name.as_str())
     }
 
     /// A loaded program, by name, as its concrete type.
@@ -268,6 +279,12 @@ where
 {
     let map = ebpf.take_map(name).ok_or(LoadError::MissingMap(name))?;
     T::try_from(map).map_err(|source| LoadError::Map { name, source })
+}
+
+fn interface_exists(index: u32) -> bool {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: buf has room for IF_NAMESIZE bytes, as if_indextoname needs.
+    !unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) }.is_null()
 }
 
 /// The interface index of `iface`, or 0 when there is none.
