@@ -19,8 +19,8 @@ mod support;
 use std::{
     collections::HashMap,
     fmt::Write as _,
-    io::{BufRead, BufReader},
-    net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream},
+    io::{BufRead, BufReader, Write as _},
+    net::{Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream},
     os::fd::{AsRawFd, FromRawFd, RawFd},
     process::{Child, Stdio},
     sync::{Arc, Mutex, mpsc},
@@ -282,12 +282,21 @@ fn check(rc: libc::c_int, what: &str) {
     assert!(rc >= 0, "{what}: {}", std::io::Error::last_os_error());
 }
 
-/// A new TCP socket bound to `addr` (port 0: any).
+/// A new TCP socket bound to `addr` (port 0: any), with SO_REUSEADDR.
 fn bound_socket(addr: SocketAddrV4) -> RawFd {
     // SAFETY: plain socket calls on a fd we own, with correctly sized arguments.
     unsafe {
         let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
         check(fd, "socket");
+        let one: libc::c_int = 1;
+        let rc = libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        check(rc, "SO_REUSEADDR");
         let sa = sockaddr(addr);
         let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
         check(libc::bind(fd, (&sa as *const libc::sockaddr_in).cast(), len), "bind");
@@ -295,11 +304,16 @@ fn bound_socket(addr: SocketAddrV4) -> RawFd {
     }
 }
 
+/// `ip`, any port.
+fn any_port(ip: &str) -> SocketAddr {
+    SocketAddr::new(ip.parse().unwrap(), 0)
+}
+
 /// A listener in namespace `ns` on `ip` (any port) with this backlog.
 fn listener(ns: &str, ip: &str, backlog: i32) -> (TcpListener, SocketAddr) {
-    let ip: Ipv4Addr = ip.parse().unwrap();
+    let at = v4(any_port(ip));
     let l = in_ns(ns, move || {
-        let fd = bound_socket(SocketAddrV4::new(ip, 0));
+        let fd = bound_socket(at);
         // SAFETY: listen on our own bound socket, which the listener then owns.
         unsafe {
             check(libc::listen(fd, backlog), "listen");
@@ -312,35 +326,43 @@ fn listener(ns: &str, ip: &str, backlog: i32) -> (TcpListener, SocketAddr) {
     (l, a)
 }
 
-/// A client socket in namespace `ns`, bound to `ip`, connecting to `to`. With
-/// `wait`, connect() blocks and its result is returned; without, it is
-/// non-blocking and only started. `filter` attaches [`drop_input`] first.
-fn connect(ns: &str, ip: &str, to: SocketAddr, wait: bool, filter: bool) -> (TcpStream, SocketAddr, std::io::Result<()>) {
-    let ip: Ipv4Addr = ip.parse().unwrap();
-    let to = v4(to);
-    in_ns(ns, move || {
-        let fd = bound_socket(SocketAddrV4::new(ip, 0));
+/// A TCP socket in namespace `ns`, bound to `at`, and its address.
+fn socket_in(ns: &str, at: SocketAddr) -> (TcpStream, SocketAddr) {
+    let at = v4(at);
+    let s = in_ns(ns, move || {
         // SAFETY: the stream owns the new fd from here on.
-        let s = unsafe { TcpStream::from_raw_fd(fd) };
-        if filter {
-            drop_input(&s, true);
-        }
-        s.set_nonblocking(!wait).unwrap();
-        let sa = sockaddr(to);
-        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        // SAFETY: connect on our socket with a valid address.
-        let rc = unsafe { libc::connect(fd, (&sa as *const libc::sockaddr_in).cast(), len) };
-        let res = if rc == 0 {
-            Ok(())
-        } else {
-            let e = std::io::Error::last_os_error();
-            if !wait && e.raw_os_error() == Some(libc::EINPROGRESS) { Ok(()) } else { Err(e) }
-        };
-        let local = s.local_addr().unwrap();
-        (s, local, res)
+        unsafe { TcpStream::from_raw_fd(bound_socket(at)) }
     })
     .join()
-    .unwrap()
+    .unwrap();
+    let a = s.local_addr().unwrap();
+    (s, a)
+}
+
+/// connect() `s` to `to`. With `wait`, it blocks and its result is returned;
+/// without, the socket is made non-blocking and the connection only started.
+fn start_connect(s: &TcpStream, to: SocketAddr, wait: bool) -> std::io::Result<()> {
+    s.set_nonblocking(!wait).unwrap();
+    let sa = sockaddr(v4(to));
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: connect on our socket with a valid address.
+    let rc = unsafe { libc::connect(s.as_raw_fd(), (&sa as *const libc::sockaddr_in).cast(), len) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    if !wait && e.raw_os_error() == Some(libc::EINPROGRESS) { Ok(()) } else { Err(e) }
+}
+
+/// A client socket in namespace `ns`, bound to `from`, connecting to `to`
+/// (see [`start_connect`]); `filter` attaches [`drop_input`] first.
+fn connect(ns: &str, from: SocketAddr, to: SocketAddr, wait: bool, filter: bool) -> (TcpStream, SocketAddr, std::io::Result<()>) {
+    let (s, local) = socket_in(ns, from);
+    if filter {
+        drop_input(&s, true);
+    }
+    let res = start_connect(&s, to, wait);
+    (s, local, res)
 }
 
 /// With `on`, attaches a classic BPF socket filter that drops every segment
@@ -401,7 +423,7 @@ struct Conn {
 }
 
 fn open(pair: &NetPair, t: &Tracer, listener: &TcpListener, to: SocketAddr) -> Conn {
-    let (client, local, res) = connect(&pair.a, &pair.addr_a, to, true, false);
+    let (client, local, res) = connect(&pair.a, any_port(&pair.addr_a), to, true, false);
     res.expect("connect");
     let (server, _) = listener.accept().unwrap();
     let c = Ep::new("client", &pair.a, local, to);
@@ -425,13 +447,13 @@ fn syn_sent_backlog_full(mode: Mode) {
     let t = Tracer::start(&pair, &[to.port()], mode);
     // The first connection completes its handshake and waits in the accept
     // queue, which is then full.
-    let (_first, local, res) = connect(&pair.a, &pair.addr_a, to, true, false);
+    let (_first, local, res) = connect(&pair.a, any_port(&pair.addr_a), to, true, false);
     res.expect("connect");
     let c1 = Ep::new("client 1", &pair.a, local, to);
     let s1 = Ep::new("server 1 (not accepted)", &pair.b, to, local);
     expect(&t, "queued, not accepted", &[(&c1, &["ESTABLISHED"]), (&s1, &["ESTABLISHED"])], STEP);
 
-    let (_second, local, res) = connect(&pair.a, &pair.addr_a, to, false, false);
+    let (_second, local, res) = connect(&pair.a, any_port(&pair.addr_a), to, false, false);
     res.expect("connect");
     let c = Ep::new("client 2", &pair.a, local, to);
     let s = Ep::new("server 2", &pair.b, to, local);
@@ -457,7 +479,7 @@ fn syn_received_synack_lost(mode: Mode) {
     let pair = setup();
     let (listener, to) = listener(&pair.b, &pair.addr_b, 16);
     let t = Tracer::start(&pair, &[to.port()], mode);
-    let (client, local, res) = connect(&pair.a, &pair.addr_a, to, false, true);
+    let (client, local, res) = connect(&pair.a, any_port(&pair.addr_a), to, false, true);
     res.expect("connect");
     let c = Ep::new("client", &pair.a, local, to);
     let s = Ep::new("server", &pair.b, to, local);
@@ -469,7 +491,9 @@ fn syn_received_synack_lost(mode: Mode) {
 }
 
 /// (b, c, d) Established; one side (the client, or the server with
-/// `server_first`) shuts down its sending side (`FIN_WAIT_2` / `CLOSE_WAIT`);
+/// `server_first`) shuts down its sending side while the other's filter
+/// drops its FIN (`FIN_WAIT_1` / `ESTABLISHED`, held), then without it
+/// (`FIN_WAIT_2` / `CLOSE_WAIT`);
 /// the other closes while the first one's filter drops its FIN (`LAST_ACK` /
 /// `FIN_WAIT_2`, held); without the filter, the retransmitted FIN gets in
 /// (`TIME_WAIT` / `CLOSED`).
@@ -480,8 +504,11 @@ fn fin_close_by(mode: Mode, server_first: bool) {
     let Conn { client, server, c, s } = open(&pair, &t, &listener, to);
     let (active, passive, a, p) = if server_first { (server, client, &s, &c) } else { (client, server, &c, &s) };
 
+    drop_input(&passive, true);
     active.shutdown(Shutdown::Write).unwrap();
-    expect(&t, "first side shut down writing", &[(a, &["FIN_WAIT_2"]), (p, &["CLOSE_WAIT"])], STEP);
+    expect(&t, "first side shut down writing, its FIN not received", &[(a, &["FIN_WAIT_1"]), (p, &["ESTABLISHED"])], STEP);
+    drop_input(&passive, false);
+    expect(&t, "FIN retransmitted and acknowledged", &[(a, &["FIN_WAIT_2"]), (p, &["CLOSE_WAIT"])], STEP);
 
     drop_input(&active, true);
     drop(passive);
@@ -502,6 +529,53 @@ fn fin_close_server_first(mode: Mode) {
     fin_close_by(mode, true);
 }
 
+/// After the server closed first and sits in `TIME_WAIT`, the client opens
+/// a new connection from the same port: Linux lets the SYN take over the
+/// `TIME_WAIT` socket, and tcptrace must follow the new connection.
+fn time_wait_reused(mode: Mode) {
+    let pair = setup();
+    let (listener, to) = listener(&pair.b, &pair.addr_b, 16);
+    let t = Tracer::start(&pair, &[to.port()], mode);
+    let Conn { client, server, c, s } = open(&pair, &t, &listener, to);
+    server.shutdown(Shutdown::Write).unwrap();
+    expect(&t, "server shut down writing", &[(&s, &["FIN_WAIT_2"]), (&c, &["CLOSE_WAIT"])], STEP);
+    drop(client);
+    expect(&t, "client closed", &[(&s, &["TIME_WAIT"]), (&c, &["CLOSED"])], STEP);
+    drop(server);
+
+    let (again, local, res) = connect(&pair.a, c.local, to, true, false);
+    res.expect("connect from the same port");
+    assert_eq!(local, c.local);
+    let (_served, _) = listener.accept().unwrap();
+    expect(&t, "4-tuple reused", &[(&c, &["ESTABLISHED"]), (&s, &["ESTABLISHED"])], STEP);
+    let hs = t.history(&s);
+    let out = t.stop();
+    let want = ["SYN_RECEIVED", "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2", "TIME_WAIT", "CLOSED", "SYN_RECEIVED", "ESTABLISHED"];
+    assert_eq!(hs, want, "{out}");
+    drop(again);
+}
+
+/// Simultaneous open: each side connects to the other's bound port while
+/// its filter drops everything (both `SYN_SENT`, held); without the
+/// filters, the retransmitted SYNs cross and both end `ESTABLISHED`.
+fn simultaneous_open(mode: Mode) {
+    let pair = setup();
+    let (sa, at_a) = socket_in(&pair.a, any_port(&pair.addr_a));
+    let (sb, at_b) = socket_in(&pair.b, any_port(&pair.addr_b));
+    let t = Tracer::start(&pair, &[at_a.port(), at_b.port()], mode);
+    drop_input(&sa, true);
+    drop_input(&sb, true);
+    start_connect(&sa, at_b, false).expect("connect a");
+    start_connect(&sb, at_a, false).expect("connect b");
+    let a = Ep::new("a", &pair.a, at_a, at_b);
+    let b = Ep::new("b", &pair.b, at_b, at_a);
+    expect(&t, "both SYNs sent, none received", &[(&a, &["SYN_SENT"]), (&b, &["SYN_SENT"])], STEP);
+    drop_input(&sa, false);
+    drop_input(&sb, false);
+    expect(&t, "SYNs retransmitted", &[(&a, &["ESTABLISHED"]), (&b, &["ESTABLISHED"])], SYN_RETRY);
+    t.stop();
+}
+
 /// (e) The server closes with SO_LINGER 0: an RST closes both.
 fn rst_linger_zero(mode: Mode) {
     let pair = setup();
@@ -516,6 +590,22 @@ fn rst_linger_zero(mode: Mode) {
     drop(client);
 }
 
+/// The client closes fully (its socket is orphaned in `FIN_WAIT_2`), then
+/// the server, in `CLOSE_WAIT`, sends data: the client answers with an RST
+/// and both are `CLOSED`. With `--flags`, the data is hidden; the RST is not.
+fn rst_on_data_after_close(mode: Mode) {
+    let pair = setup();
+    let (listener, to) = listener(&pair.b, &pair.addr_b, 16);
+    let t = Tracer::start(&pair, &[to.port()], mode);
+    let Conn { client, mut server, c, s } = open(&pair, &t, &listener, to);
+    drop(client);
+    expect(&t, "client closed", &[(&c, &["FIN_WAIT_2"]), (&s, &["CLOSE_WAIT"])], STEP);
+    server.write_all(b"too late").unwrap();
+    expect(&t, "data after the client closed", &[(&c, &["CLOSED"]), (&s, &["CLOSED"])], STEP);
+    let out = t.stop();
+    assert!(out.contains(&format!("CONN {} > {}: rst by client", dotted(c.local), dotted(to))), "{out}");
+}
+
 /// (f) A SYN to a port nobody listens on is refused with an RST.
 fn refused(mode: Mode) {
     let pair = setup();
@@ -523,7 +613,7 @@ fn refused(mode: Mode) {
     let (l, to) = listener(&pair.b, &pair.addr_b, 1);
     drop(l);
     let t = Tracer::start(&pair, &[to.port()], mode);
-    let (client, local, res) = connect(&pair.a, &pair.addr_a, to, true, false);
+    let (client, local, res) = connect(&pair.a, any_port(&pair.addr_a), to, true, false);
     assert_eq!(res.unwrap_err().raw_os_error(), Some(libc::ECONNREFUSED));
     let c = Ep::new("client", &pair.a, local, to);
     let s = Ep::new("server", &pair.b, to, local);
@@ -593,7 +683,10 @@ both_modes!(
     syn_received_synack_lost,
     fin_close,
     fin_close_server_first,
+    time_wait_reused,
+    simultaneous_open,
     rst_linger_zero,
+    rst_on_data_after_close,
     refused,
     simultaneous_close,
 );
