@@ -102,11 +102,16 @@ pub struct Args {
     /// trace or off (default: RUST_LOG when set, else warn).
     #[arg(long = "log-level", value_name = "LEVEL", value_parser = parse_log_level)]
     pub log_level: Option<log::LevelFilter>,
+
+    /// When a traced interface goes away, wait for it to come back and
+    /// trace it again (without it, tcptrace exits with status 1).
+    #[arg(long = "wait")]
+    pub wait: bool,
 }
 
 /// Options that only mean something when tracing live (`-r` rejects them;
 /// their defaults do not count).
-const LIVE_ONLY: [&str; 6] = ["iface", "attach", "buffer_size", "conn_table_size", "metrics", "stats_interval"];
+const LIVE_ONLY: [&str; 7] = ["iface", "attach", "buffer_size", "conn_table_size", "metrics", "stats_interval", "wait"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AttachMode {

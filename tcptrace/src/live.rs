@@ -106,6 +106,17 @@ fn snapshot(tracer: &Tracer, pipe: &Pipeline<BoxWrite<'static>>, walk: bool) -> 
     })
 }
 
+/// tcpdump's "listening on" message for `iface`.
+fn listening(iface: &str, hook: loader::IngressHook) -> String {
+    format!(
+        "listening on {iface} ({} ingress, TC egress), link-type EN10MB (Ethernet)",
+        match hook {
+            loader::IngressHook::Xdp => "XDP",
+            loader::IngressHook::Tc => "TC",
+        }
+    )
+}
+
 /// Traces the interfaces in `args` until Ctrl-C, SIGTERM, `-c` or a closed
 /// output. Prints tcpdump's summary on stderr at the end.
 pub async fn run(args: &Args) -> anyhow::Result<()> {
@@ -129,13 +140,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
         .map_err(crate::privilege_hint)?;
     for iface in &ifaces {
         let hook = tracer.attach(iface, args.attach).map_err(crate::privilege_hint)?;
-        eprintln!(
-            "tcptrace: listening on {iface} ({} ingress, TC egress), link-type EN10MB (Ethernet)",
-            match hook {
-                loader::IngressHook::Xdp => "XDP",
-                loader::IngressHook::Tc => "TC",
-            }
-        );
+        eprintln!("tcptrace: {}", listening(iface, hook));
     }
     let events = tracer.take_events()?;
     // SAFETY: the ring buffer owns its map fd and keeps it open for as long as
@@ -167,6 +172,8 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
 
     let mut interrupted = false;
     let mut lost = None;
+    // --wait: interfaces that went away, to attach again when they are back.
+    let mut waiting: Vec<String> = Vec::new();
     loop {
         let flow = tokio::select! {
             _ = sigint.recv() => { interrupted = true; break }
@@ -193,10 +200,34 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
             _ = tick.tick() => {
                 // A deleted interface takes its links along and the ring
                 // buffer goes quiet: notice it here.
-                if let Some(name) = tracer.gone_interface() {
-                    lost = Some(name.to_string());
+                while let Some(name) = tracer.gone_interface().map(str::to_string) {
+                    if !args.wait {
+                        lost = Some(name);
+                        break;
+                    }
+                    tracer.forget(&name);
+                    eprintln!("tcptrace: {name}: the interface went away; waiting for it to come back (--wait)");
+                    waiting.push(name);
+                }
+                if lost.is_some() {
                     break;
                 }
+                // --wait: attach again to those that came back.
+                let mut still = Vec::new();
+                for name in waiting.drain(..) {
+                    if loader::nix_ifindex(&name) == 0 {
+                        still.push(name);
+                        continue;
+                    }
+                    match tracer.attach(&name, args.attach) {
+                        Ok(hook) => eprintln!("tcptrace: {name} is back: {}", listening(&name, hook)),
+                        Err(e) => {
+                            log::warn!("{name}: attaching again: {e}");
+                            still.push(name);
+                        }
+                    }
+                }
+                waiting = still;
                 if pipe.tracks_states() {
                     pipe.set_time(BootClock::sample().time_base());
                     pipe.tick(clock_ns(libc::CLOCK_BOOTTIME) as i64)?

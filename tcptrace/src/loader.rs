@@ -119,6 +119,14 @@ pub struct Tracer {
     sizes: Sizes,
     /// Interfaces attached to, with their index.
     attached: Vec<(String, u32)>,
+    /// The links made on each interface (to detach them when it goes).
+    links: Vec<(String, IngressLink, aya::programs::tc::SchedClassifierLinkId)>,
+}
+
+/// The ingress link of an interface.
+enum IngressLink {
+    Xdp(aya::programs::xdp::XdpLinkId),
+    Tc(aya::programs::tc::SchedClassifierLinkId),
 }
 
 impl Tracer {
@@ -156,7 +164,7 @@ impl Tracer {
         }
         let counters = take_map(&mut ebpf, "COUNTERS")?;
         let malformed = take_map(&mut ebpf, "MALFORMED")?;
-        Ok(Self { ebpf, counters, malformed, sizes, attached: Vec::new() })
+        Ok(Self { ebpf, counters, malformed, sizes, attached: Vec::new(), links: Vec::new() })
     }
 
     /// Attaches ingress (XDP or TC, see [`ingress_hook`]) and egress (TC) to
@@ -179,19 +187,20 @@ impl Tracer {
             let iface = iface.to_string();
             move |source| LoadError::Attach { iface, what, source }
         };
-        match hook {
+        let ingress = match hook {
             IngressHook::Xdp => {
                 let p: &mut Xdp = self.program(XDP_PROG)?;
-                p.attach(iface, XdpMode::Default).map_err(attach_err("XDP ingress"))?;
+                IngressLink::Xdp(p.attach(iface, XdpMode::Default).map_err(attach_err("XDP ingress"))?)
             }
             IngressHook::Tc => {
                 let p: &mut SchedClassifier = self.program(TC_INGRESS_PROG)?;
-                p.attach(iface, TcAttachType::Ingress).map_err(attach_err("TC ingress"))?;
+                IngressLink::Tc(p.attach(iface, TcAttachType::Ingress).map_err(attach_err("TC ingress"))?)
             }
-        }
+        };
         let p: &mut SchedClassifier = self.program(TC_EGRESS_PROG)?;
-        p.attach(iface, TcAttachType::Egress).map_err(attach_err("TC egress"))?;
+        let egress = p.attach(iface, TcAttachType::Egress).map_err(attach_err("TC egress"))?;
         self.attached.push((iface.to_string(), index));
+        self.links.push((iface.to_string(), ingress, egress));
         Ok(hook)
     }
 
@@ -200,6 +209,23 @@ impl Tracer {
     /// and it sends nothing more).
     pub fn gone_interface(&self) -> Option<&str> {
         self.attached.iter().find(|(_, index)| !interface_exists(*index)).map(|(name, _)| name.as_str())
+    }
+
+    /// Forgets interface `iface` after it went away: its links are released
+    /// (the kernel already cut them), so that attaching again when it comes
+    /// back (`--wait`) starts afresh.
+    pub fn forget(&mut self, iface: &str) {
+        self.attached.retain(|(name, _)| name != iface);
+        let (gone, kept) = std::mem::take(&mut self.links).into_iter().partition(|(name, _, _)| name == iface);
+        self.links = kept;
+        for (_, ingress, egress) in gone {
+            // Errors only say the link is already gone with its device.
+            let _ = match ingress {
+                IngressLink::Xdp(id) => self.program::<Xdp>(XDP_PROG).map(|p| p.detach(id).is_ok()),
+                IngressLink::Tc(id) => self.program::<SchedClassifier>(TC_INGRESS_PROG).map(|p| p.detach(id).is_ok()),
+            };
+            let _ = self.program::<SchedClassifier>(TC_EGRESS_PROG).map(|p| p.detach(egress).is_ok());
+        }
     }
 
     /// A loaded program, by name, as its concrete type.

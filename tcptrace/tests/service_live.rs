@@ -421,3 +421,37 @@ fn any_traces_every_interface_that_is_up() {
     assert!(out.contains(&format!("> 127.0.0.1.{local}: Flags [S]")), "{out}");
     assert!(out.contains(&format!("{}.{remote}: Flags [S]", pair.addr_b)), "{out}");
 }
+
+/// Makes the veth pair of `pair` again (after it was deleted), with its
+/// addresses.
+fn remake_veth(pair: &NetPair) {
+    use support::netns::ip;
+    ip(&["-n", &pair.a, "link", "add", &pair.if_a, "type", "veth", "peer", "name", &pair.if_b, "netns", &pair.b]);
+    for (ns, ifc, v4) in [(&pair.a, &pair.if_a, &pair.addr_a), (&pair.b, &pair.if_b, &pair.addr_b)] {
+        ip(&["-n", ns, "addr", "add", &format!("{v4}/24"), "dev", ifc]);
+        ip(&["-n", ns, "link", "set", ifc, "up"]);
+    }
+}
+
+#[test]
+#[ignore = "needs root"]
+fn wait_attaches_again_when_the_interface_comes_back() {
+    assert!(is_root(), "run as root (cargo xtask test does)");
+    let pair = NetPair::new();
+    let mut cmd = tcptrace(&pair.a);
+    cmd.args(["-i", &pair.if_a, "-n", "--no-states", "--flags", "SYN", "--wait"]);
+    let mut tt = Proc::spawn(cmd);
+    tt.wait_err("listening on", Duration::from_secs(30));
+    connections(&pair, 1);
+    support::netns::ip(&["-n", &pair.a, "link", "del", &pair.if_a]);
+    tt.wait_err(&format!("{}: the interface went away; waiting for it to come back", pair.if_a), Duration::from_secs(10));
+    remake_veth(&pair);
+    tt.wait_err(&format!("{} is back: listening on {} (TC ingress", pair.if_a, pair.if_a), Duration::from_secs(10));
+    let port = connections(&pair, 1);
+    std::thread::sleep(Duration::from_millis(300));
+    let (out, err, rc) = tt.stop();
+    assert_eq!(rc, 0, "{err}");
+    // Two SYNs and two SYN-ACKs: before and after.
+    assert_eq!(out.lines().filter(|l| l.contains("Flags [S")).count(), 4, "{out}");
+    assert!(out.contains(&format!("{}.{port}: Flags [S]", pair.addr_b)), "{out}");
+}
