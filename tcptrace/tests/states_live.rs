@@ -20,7 +20,7 @@ use std::{
     collections::HashMap,
     fmt::Write as _,
     io::{BufRead, BufReader, Write as _},
-    net::{Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream},
+    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
     os::fd::{AsRawFd, FromRawFd, RawFd},
     process::{Child, Stdio},
     sync::{Arc, Mutex, mpsc},
@@ -95,8 +95,10 @@ impl Tracer {
             }
         });
         let t = Self { mode, child, seen, reader: Some(reader), stderr: rx };
+        // Loading the programs takes seconds of kernel time (the verifier),
+        // longer when many tests start at once.
         loop {
-            match t.stderr.recv_timeout(Duration::from_secs(30)) {
+            match t.stderr.recv_timeout(Duration::from_secs(120)) {
                 Ok(l) if l.contains("listening on") => break,
                 Ok(_) => {}
                 Err(e) => panic!("tcptrace did not start: {e}"),
@@ -262,20 +264,36 @@ fn expect(t: &Tracer, step: &str, want: &[(&Ep, &[&str])], timeout: Duration) ->
 // Sockets, made with libc where std has no knob (backlog, bind before
 // connect, non-blocking connect, socket filters).
 
-fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: a.port().to_be(),
-        sin_addr: libc::in_addr { s_addr: u32::from(*a.ip()).to_be() },
-        sin_zero: [0; 8],
-    }
-}
-
-fn v4(a: SocketAddr) -> SocketAddrV4 {
-    match a {
-        SocketAddr::V4(a) => a,
-        SocketAddr::V6(_) => panic!("IPv4 only"),
-    }
+/// `a` as a C socket address and its length.
+fn sockaddr(a: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match a {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr { s_addr: u32::from(*a.ip()).to_be() },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than, and aligned for, sockaddr_in.
+            unsafe { std::ptr::write((&mut ss as *mut libc::sockaddr_storage).cast(), sin) };
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
+                sin6_scope_id: 0,
+            };
+            // SAFETY: sockaddr_storage is larger than, and aligned for, sockaddr_in6.
+            unsafe { std::ptr::write((&mut ss as *mut libc::sockaddr_storage).cast(), sin6) };
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (ss, len as libc::socklen_t)
 }
 
 fn check(rc: libc::c_int, what: &str) {
@@ -283,10 +301,11 @@ fn check(rc: libc::c_int, what: &str) {
 }
 
 /// A new TCP socket bound to `addr` (port 0: any), with SO_REUSEADDR.
-fn bound_socket(addr: SocketAddrV4) -> RawFd {
+fn bound_socket(addr: SocketAddr) -> RawFd {
+    let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
     // SAFETY: plain socket calls on a fd we own, with correctly sized arguments.
     unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        let fd = libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
         check(fd, "socket");
         let one: libc::c_int = 1;
         let rc = libc::setsockopt(
@@ -297,9 +316,8 @@ fn bound_socket(addr: SocketAddrV4) -> RawFd {
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         );
         check(rc, "SO_REUSEADDR");
-        let sa = sockaddr(addr);
-        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        check(libc::bind(fd, (&sa as *const libc::sockaddr_in).cast(), len), "bind");
+        let (sa, len) = sockaddr(addr);
+        check(libc::bind(fd, (&sa as *const libc::sockaddr_storage).cast(), len), "bind");
         fd
     }
 }
@@ -311,7 +329,7 @@ fn any_port(ip: &str) -> SocketAddr {
 
 /// A listener in namespace `ns` on `ip` (any port) with this backlog.
 fn listener(ns: &str, ip: &str, backlog: i32) -> (TcpListener, SocketAddr) {
-    let at = v4(any_port(ip));
+    let at = any_port(ip);
     let l = in_ns(ns, move || {
         let fd = bound_socket(at);
         // SAFETY: listen on our own bound socket, which the listener then owns.
@@ -328,7 +346,6 @@ fn listener(ns: &str, ip: &str, backlog: i32) -> (TcpListener, SocketAddr) {
 
 /// A TCP socket in namespace `ns`, bound to `at`, and its address.
 fn socket_in(ns: &str, at: SocketAddr) -> (TcpStream, SocketAddr) {
-    let at = v4(at);
     let s = in_ns(ns, move || {
         // SAFETY: the stream owns the new fd from here on.
         unsafe { TcpStream::from_raw_fd(bound_socket(at)) }
@@ -343,10 +360,9 @@ fn socket_in(ns: &str, at: SocketAddr) -> (TcpStream, SocketAddr) {
 /// without, the socket is made non-blocking and the connection only started.
 fn start_connect(s: &TcpStream, to: SocketAddr, wait: bool) -> std::io::Result<()> {
     s.set_nonblocking(!wait).unwrap();
-    let sa = sockaddr(v4(to));
-    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    let (sa, len) = sockaddr(to);
     // SAFETY: connect on our socket with a valid address.
-    let rc = unsafe { libc::connect(s.as_raw_fd(), (&sa as *const libc::sockaddr_in).cast(), len) };
+    let rc = unsafe { libc::connect(s.as_raw_fd(), (&sa as *const libc::sockaddr_storage).cast(), len) };
     if rc == 0 {
         return Ok(());
     }
@@ -414,7 +430,8 @@ fn linger_zero(s: &TcpStream) {
     check(rc, "SO_LINGER");
 }
 
-/// A client in a and a server in b, both `ESTABLISHED` (checked).
+/// A client in a and a server in b (IPv4 or IPv6, as `to`), both
+/// `ESTABLISHED` (checked).
 struct Conn {
     client: TcpStream,
     server: TcpStream,
@@ -423,7 +440,8 @@ struct Conn {
 }
 
 fn open(pair: &NetPair, t: &Tracer, listener: &TcpListener, to: SocketAddr) -> Conn {
-    let (client, local, res) = connect(&pair.a, any_port(&pair.addr_a), to, true, false);
+    let from = any_port(if to.is_ipv4() { &pair.addr_a } else { &pair.addr6_a });
+    let (client, local, res) = connect(&pair.a, from, to, true, false);
     res.expect("connect");
     let (server, _) = listener.accept().unwrap();
     let c = Ep::new("client", &pair.a, local, to);
@@ -497,9 +515,9 @@ fn syn_received_synack_lost(mode: Mode) {
 /// the other closes while the first one's filter drops its FIN (`LAST_ACK` /
 /// `FIN_WAIT_2`, held); without the filter, the retransmitted FIN gets in
 /// (`TIME_WAIT` / `CLOSED`).
-fn fin_close_by(mode: Mode, server_first: bool) {
+fn fin_close_by(mode: Mode, server_first: bool, v6: bool) {
     let pair = setup();
-    let (listener, to) = listener(&pair.b, &pair.addr_b, 16);
+    let (listener, to) = listener(&pair.b, if v6 { &pair.addr6_b } else { &pair.addr_b }, 16);
     let t = Tracer::start(&pair, &[to.port()], mode);
     let Conn { client, server, c, s } = open(&pair, &t, &listener, to);
     let (active, passive, a, p) = if server_first { (server, client, &s, &c) } else { (client, server, &c, &s) };
@@ -522,11 +540,15 @@ fn fin_close_by(mode: Mode, server_first: bool) {
 }
 
 fn fin_close(mode: Mode) {
-    fin_close_by(mode, false);
+    fin_close_by(mode, false, false);
 }
 
 fn fin_close_server_first(mode: Mode) {
-    fin_close_by(mode, true);
+    fin_close_by(mode, true, false);
+}
+
+fn fin_close_ipv6(mode: Mode) {
+    fin_close_by(mode, false, true);
 }
 
 /// After the server closed first and sits in `TIME_WAIT`, the client opens
@@ -683,6 +705,7 @@ both_modes!(
     syn_received_synack_lost,
     fin_close,
     fin_close_server_first,
+    fin_close_ipv6,
     time_wait_reused,
     simultaneous_open,
     rst_linger_zero,
