@@ -27,19 +27,29 @@ pub struct UsageError(pub String);
 /// Adds the capabilities to an error caused by missing privileges.
 pub fn privilege_hint(e: loader::LoadError) -> anyhow::Error {
     let text = format!("{e:?}");
+    // One line: the innermost cause (aya's errors repeat their sources).
+    let mut cause: &dyn std::error::Error = &e;
+    while let Some(s) = cause.source() {
+        cause = s;
+    }
+    if let loader::LoadError::Attach { iface, what, .. } = &e {
+        let busy = text.contains("ResourceBusy") || cause.to_string().contains("os error 16");
+        return match (busy, *what) {
+            (true, "XDP ingress") => anyhow::anyhow!(
+                "attaching to {iface} ({what}): another XDP program is attached to it ({cause}); \
+                 --attach tc works alongside it"
+            ),
+            _ if text.contains("PermissionDenied") || text.contains("Operation not permitted") => anyhow::anyhow!(
+                "not permitted: tcptrace needs root or the capabilities CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON \
+                 (attaching to {iface}: {cause})"
+            ),
+            _ => anyhow::anyhow!("attaching to {iface} ({what}): {cause}"),
+        };
+    }
     if text.contains("PermissionDenied") || text.contains("Operation not permitted") {
-        // One line: the innermost cause (aya's errors repeat their sources).
-        let mut cause: &dyn std::error::Error = &e;
-        while let Some(s) = cause.source() {
-            cause = s;
-        }
         anyhow::anyhow!(
             "not permitted: tcptrace needs root or the capabilities CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON \
-             ({}: {cause})",
-            match e {
-                loader::LoadError::Attach { .. } => "attaching",
-                _ => "loading the kernel programs",
-            }
+             (loading the kernel programs: {cause})"
         )
     } else {
         e.into()
