@@ -6,6 +6,8 @@
 //! - `cargo xtask test [-- CARGO-TEST-ARGS [-- TEST-BINARY-ARGS]]`: set up
 //!   (with the test tools), then `cargo test` of the default members; as
 //!   root with `--include-ignored`, so that the root-only tests run too
+//! - `cargo xtask bench [-- BENCH-ARGS]`: as root, build release binaries and
+//!   measure tcptrace against tcpdump and against nothing (see BENCHMARKS.md)
 mod parse;
 mod setup;
 
@@ -61,6 +63,15 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// As root: set up (with the test tools), build release binaries, then
+    /// measure tcptrace against tcpdump and an empty program and print the
+    /// tables of BENCHMARKS.md. Takes several minutes.
+    Bench {
+        /// Arguments for tcptrace-bench (after `--`): `--only
+        /// kernel,offline,churn,bulk,ceiling`, `--runs N`, `--quick`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -75,6 +86,7 @@ fn main() -> ExitCode {
         Cmd::Build { release } => build(&m, release).map(|_| ExitCode::SUCCESS),
         Cmd::Run { release, args } => run(&m, release, &args),
         Cmd::Test { args } => test(&m, &args),
+        Cmd::Bench { args } => bench(&m, &args),
     };
     match r {
         Ok(code) => code,
@@ -187,4 +199,23 @@ fn test(m: &Machine, args: &[String]) -> Result<ExitCode> {
         let code = status.code().unwrap_or(1).clamp(1, 255) as u8;
         Ok(ExitCode::from(code))
     }
+}
+
+fn bench(m: &Machine, args: &[String]) -> Result<ExitCode> {
+    if !m.root {
+        bail!("the bench loads kernel programs and makes network namespaces: run it as root");
+    }
+    setup::setup(m, TestTools::Required)?;
+    let mut cmd = m.command(&m.cargo);
+    cmd.current_dir(workspace_root())
+        .args(["build", "--release", "-p", "tcptrace", "-p", "tcptrace-bench"]);
+    setup::step("cargo build --release -p tcptrace -p tcptrace-bench", &mut cmd)?;
+    let dir = target_dir().join("release");
+    let status = std::process::Command::new(dir.join("tcptrace-bench"))
+        .arg("--tcptrace")
+        .arg(dir.join("tcptrace"))
+        .args(args)
+        .status()
+        .context("cannot run tcptrace-bench")?;
+    Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

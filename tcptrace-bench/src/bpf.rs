@@ -1,0 +1,100 @@
+//! Raw `bpf(2)` calls: the empty pass-through reference programs, test runs
+//! with a repeat count, and programs of another process by id.
+
+use std::{
+    io,
+    os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd},
+};
+
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
+const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
+pub const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
+pub const BPF_PROG_TYPE_XDP: u32 = 6;
+/// `BPF_XDP`, the expected attach type aya gives XDP programs.
+const BPF_XDP: u32 = 37;
+
+fn bpf(cmd: libc::c_long, attr: &mut [u8; 128]) -> io::Result<i64> {
+    // SAFETY: attr is a zero-padded bpf_attr of the size we pass.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), attr.len() as u32) };
+    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(rc) }
+}
+
+fn put32(a: &mut [u8; 128], off: usize, v: u32) {
+    a[off..off + 4].copy_from_slice(&v.to_ne_bytes());
+}
+fn put64(a: &mut [u8; 128], off: usize, v: u64) {
+    a[off..off + 8].copy_from_slice(&v.to_ne_bytes());
+}
+fn get32(a: &[u8; 128], off: usize) -> u32 {
+    u32::from_ne_bytes(a[off..off + 4].try_into().unwrap())
+}
+
+/// `r0 = verdict; exit`: the cheapest program of `prog_type`, which passes
+/// every frame as tcptrace's do (XDP_PASS = 2, TC_ACT_UNSPEC = -1).
+pub fn load_empty(prog_type: u32) -> io::Result<OwnedFd> {
+    let verdict: i32 = if prog_type == BPF_PROG_TYPE_XDP { 2 } else { -1 };
+    // mov64 r0, imm (0xb7); exit (0x95)
+    let insns: [u64; 2] = [0xb7 | ((verdict as u32 as u64) << 32), 0x95];
+    let license = b"GPL\0";
+    let mut a = [0u8; 128];
+    put32(&mut a, 0, prog_type);
+    put32(&mut a, 4, insns.len() as u32);
+    put64(&mut a, 8, insns.as_ptr() as u64);
+    put64(&mut a, 16, license.as_ptr() as u64);
+    a[48..53].copy_from_slice(b"empty");
+    if prog_type == BPF_PROG_TYPE_XDP {
+        put32(&mut a, 68, BPF_XDP);
+    }
+    let fd = bpf(BPF_PROG_LOAD, &mut a)?;
+    // SAFETY: the kernel just gave us this fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Runs `prog` `repeat` times on `frame`; returns (return value, the kernel's
+/// average nanoseconds per run).
+pub fn test_run(prog: BorrowedFd<'_>, frame: &[u8], repeat: u32) -> io::Result<(u32, u32)> {
+    let mut a = [0u8; 128];
+    put32(&mut a, 0, prog.as_raw_fd() as u32);
+    put32(&mut a, 8, frame.len() as u32);
+    put64(&mut a, 16, frame.as_ptr() as u64);
+    put32(&mut a, 32, repeat);
+    bpf(BPF_PROG_TEST_RUN, &mut a)?;
+    Ok((get32(&a, 4), get32(&a, 36)))
+}
+
+/// A new fd for the program with kernel id `id`.
+pub fn prog_fd_by_id(id: u32) -> io::Result<OwnedFd> {
+    let mut a = [0u8; 128];
+    put32(&mut a, 0, id);
+    let fd = bpf(BPF_PROG_GET_FD_BY_ID, &mut a)?;
+    // SAFETY: the kernel just gave us this fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Ids of the programs of type `prog_type` process `pid` holds open.
+pub fn prog_ids_of(pid: u32, prog_type: u32) -> Vec<u32> {
+    let mut ids = Vec::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return ids };
+    for e in dir.flatten() {
+        let Ok(link) = std::fs::read_link(e.path()) else { continue };
+        if link.to_string_lossy() != "anon_inode:bpf-prog" {
+            continue;
+        }
+        let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", e.file_name().to_string_lossy()))
+            .unwrap_or_default();
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse::<u32>().ok())
+        };
+        if field("prog_type:") == Some(prog_type)
+            && let Some(id) = field("prog_id:")
+        {
+            ids.push(id);
+        }
+    }
+    ids.sort();
+    ids.dedup();
+    ids
+}

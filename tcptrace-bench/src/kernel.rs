@@ -1,0 +1,171 @@
+//! Kernel cost per packet: tcptrace's XDP and TC programs against an empty
+//! pass-through program of the same type, all run with BPF_PROG_TEST_RUN
+//! (the kernel's own per-run average over `repeat` runs).
+
+use std::{
+    os::fd::{AsFd, AsRawFd, BorrowedFd},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+};
+
+use anyhow::{Context as _, Result, bail};
+use aya::programs::{SchedClassifier, Xdp};
+use tcptrace::loader::{Sizes, TC_INGRESS_PROG, Tracer, XDP_PROG};
+use tcptrace_common::{FilterConfig, PortBitmap, record::flags};
+
+use crate::{bpf, frames, util::median};
+
+pub struct Row {
+    pub hook: &'static str,
+    pub case: &'static str,
+    pub empty_ns: f64,
+    pub ns: f64,
+    pub target: Option<f64>,
+}
+
+fn filter(track_states: bool) -> (FilterConfig, PortBitmap) {
+    let mut ports = PortBitmap::empty();
+    ports.insert(8080);
+    let cfg = FilterConfig {
+        flag_mask: flags::SYN | flags::FIN | flags::RST,
+        use_ports: 1,
+        track_states: track_states as u8,
+        ..Default::default()
+    };
+    (cfg, ports)
+}
+
+/// A data segment with timestamps, `sport` > `dport`.
+fn ack_frame(dport: u16) -> Vec<u8> {
+    let ts = [1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2];
+    frames::tcp4(&frames::Tcp {
+        flags: flags::ACK | flags::PSH,
+        dport,
+        ack: 5000,
+        options: ts.to_vec(),
+        payload: vec![0x55; 100],
+        ..Default::default()
+    })
+}
+
+fn syn_frame() -> Vec<u8> {
+    frames::tcp4(&frames::Tcp { options: frames::syn_options(), ..Default::default() })
+}
+
+struct Loaded {
+    tracer: Tracer,
+    drained: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    consumer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Loaded {
+    fn new(track_states: bool) -> Result<Self> {
+        let (cfg, ports) = filter(track_states);
+        // 256 MiB: the records of a round fit even if the consumer falls behind,
+        // so that every run takes the emitting path.
+        let sizes = Sizes { ring_buffer: 256 << 20, conn_table: 65536 };
+        let mut tracer = Tracer::load(tcptrace::ebpf::OBJECT, &cfg, &ports, sizes).context("load tcptrace")?;
+        let mut events = tracer.take_events()?;
+        let drained = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (d, s) = (drained.clone(), stop.clone());
+        // The consumer: waits on the ring buffer's fd as tcptrace does, then
+        // reads every record.
+        let consumer = std::thread::spawn(move || {
+            let fd = events.as_raw_fd();
+            while !s.load(Ordering::Relaxed) {
+                let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+                // SAFETY: one valid pollfd.
+                unsafe { libc::poll(&mut p, 1, 20) };
+                let mut n = 0;
+                while let Some(item) = events.next() {
+                    std::hint::black_box(&*item);
+                    n += 1;
+                }
+                d.fetch_add(n, Ordering::Relaxed);
+            }
+        });
+        Ok(Self { tracer, drained, stop, consumer: Some(consumer) })
+    }
+
+    fn fd(&mut self, xdp: bool) -> Result<BorrowedFd<'_>> {
+        Ok(if xdp {
+            let p: &mut Xdp = self.tracer.program(XDP_PROG)?;
+            p.fd()?.as_fd()
+        } else {
+            let p: &mut SchedClassifier = self.tracer.program(TC_INGRESS_PROG)?;
+            p.fd()?.as_fd()
+        })
+    }
+}
+
+impl Drop for Loaded {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(c) = self.consumer.take() {
+            let _ = c.join();
+        }
+    }
+}
+
+pub fn run(rounds: usize, repeat: u32) -> Result<(Vec<Row>, String)> {
+    let mut plain = Loaded::new(false)?;
+    let mut states = Loaded::new(true)?;
+    let empty_xdp = bpf::load_empty(bpf::BPF_PROG_TYPE_XDP).context("load the empty XDP program")?;
+    let empty_tc = bpf::load_empty(bpf::BPF_PROG_TYPE_SCHED_CLS).context("load the empty TC program")?;
+    let (untraced, traced_ack, syn) = (ack_frame(9999), ack_frame(8080), syn_frame());
+    // (case, frame, with state tracking, target ns over empty)
+    let cases: [(&'static str, &[u8], bool, Option<f64>); 4] = [
+        ("(a) port not traced", &untraced, false, Some(5.0)),
+        ("(b) traced port, flags filter it out (--no-states)", &traced_ack, false, Some(5.0)),
+        ("(b') same, state tracking on (default)", &traced_ack, true, None),
+        ("(c) SYN emitted, consumer draining", &syn, false, Some(40.0)),
+    ];
+    let mut rows = Vec::new();
+    for (hook, xdp) in [("XDP", true), ("TC", false)] {
+        let empty = if xdp { empty_xdp.as_fd() } else { empty_tc.as_fd() };
+        let mut empty_all = Vec::new();
+        let mut per_case: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+        // Rounds interleave the reference and the cases, so that noise from
+        // other work on the machine falls on all of them alike.
+        for _ in 0..rounds {
+            for (i, (_, frame, st, _)) in cases.iter().enumerate() {
+                let (rv, ns) = bpf::test_run(empty, frame, repeat)?;
+                check_verdict(xdp, rv)?;
+                empty_all.push(ns as f64);
+                let l = if *st { &mut states } else { &mut plain };
+                let (rv, ns) = bpf::test_run(l.fd(xdp)?, frame, repeat)?;
+                check_verdict(xdp, rv)?;
+                per_case[i].push(ns as f64);
+            }
+        }
+        let e = median(&empty_all);
+        for (i, (case, _, _, target)) in cases.iter().enumerate() {
+            rows.push(Row { hook, case, empty_ns: e, ns: median(&per_case[i]), target: *target });
+        }
+    }
+    let c = plain.tracer.counters()?;
+    // Let the consumer catch up before reading its count.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let note = format!(
+        "records emitted {}, ring buffer full {}, read by the consumer {}",
+        c.emitted,
+        c.ringbuf_full,
+        plain.drained.load(Ordering::Relaxed)
+    );
+    if c.ringbuf_full != 0 {
+        bail!("the ring buffer filled during the kernel bench: {note}");
+    }
+    Ok((rows, note))
+}
+
+fn check_verdict(xdp: bool, rv: u32) -> Result<()> {
+    let want = if xdp { 2 } else { u32::MAX };
+    if rv != want {
+        bail!("verdict {rv}, expected {want}");
+    }
+    Ok(())
+}

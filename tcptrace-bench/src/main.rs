@@ -1,0 +1,221 @@
+//! `cargo xtask bench`: tcptrace against tcpdump and against nothing at all.
+//! Needs root. Every figure is a ratio against a reference measured in the
+//! same run; each is the median of several runs. See BENCHMARKS.md.
+//!
+//! Usage: tcptrace-bench --tcptrace PATH [--only kernel,offline,churn,bulk,ceiling]
+//!        [--runs N] [--quick]
+
+#[path = "../../tcptrace/tests/support/frames.rs"]
+mod frames;
+
+mod bpf;
+mod bulk;
+mod churn;
+mod ceiling;
+mod kernel;
+mod offline;
+mod util;
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result, bail};
+
+use util::median;
+
+struct Opts {
+    tcptrace: PathBuf,
+    only: Vec<String>,
+    runs: usize,
+    quick: bool,
+}
+
+fn parse() -> Result<Opts> {
+    let mut o = Opts { tcptrace: PathBuf::new(), only: vec![], runs: 5, quick: false };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--tcptrace" => o.tcptrace = it.next().context("--tcptrace PATH")?.into(),
+            "--only" => o.only = it.next().context("--only LIST")?.split(',').map(str::to_string).collect(),
+            "--runs" => o.runs = it.next().context("--runs N")?.parse()?,
+            "--quick" => o.quick = true,
+            // For profiling: write the offline bench's capture and stop.
+            "--gen-pcap" => {
+                let path: PathBuf = it.next().context("--gen-pcap PATH IPV4-CLIENTS")?.into();
+                let clients: u32 = it.next().context("--gen-pcap PATH IPV4-CLIENTS")?.parse()?;
+                let c = offline::generate(&path, 1_000_000, clients)?;
+                println!("{}: {} frames, {} IPv4 and {} IPv6 hosts", path.display(), c.frames, c.hosts4, c.hosts6);
+                std::process::exit(0);
+            }
+            _ => bail!("unknown argument {a}\nusage: tcptrace-bench --tcptrace PATH [--only kernel,offline,churn,bulk,ceiling] [--runs N] [--quick]"),
+        }
+    }
+    if o.tcptrace.as_os_str().is_empty() {
+        bail!("--tcptrace PATH is required");
+    }
+    Ok(o)
+}
+
+fn main() -> Result<()> {
+    let o = parse()?;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the bench loads kernel programs and makes network namespaces: run it as root");
+    }
+    let want = |s: &str| o.only.is_empty() || o.only.iter().any(|x| x == s);
+    let dir = std::env::temp_dir().join(format!("tcptrace-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let r = run(&o, &want, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    r
+}
+
+fn pass(ok: bool) -> &'static str {
+    if ok { "met" } else { "MISSED" }
+}
+
+fn run(o: &Opts, want: &dyn Fn(&str) -> bool, dir: &std::path::Path) -> Result<()> {
+    let runs = o.runs;
+    println!("tcptrace bench: {} (runs per figure: {runs})", o.tcptrace.display());
+    if want("kernel") {
+        let (rounds, repeat) = if o.quick { (3, 200_000) } else { (runs.max(3), 1_000_000) };
+        println!("\n## 1. Kernel cost per packet (BPF_PROG_TEST_RUN, repeat {repeat}, median of {rounds} rounds)\n");
+        let (rows, note) = kernel::run(rounds, repeat)?;
+        println!("| hook | case | empty program ns | tcptrace ns | extra ns | target | |");
+        println!("|---|---|---:|---:|---:|---:|---|");
+        for r in rows {
+            let extra = r.ns - r.empty_ns;
+            let (t, ok) = match r.target {
+                Some(t) => (format!("<= +{t}"), pass(extra <= t)),
+                None => ("-".into(), ""),
+            };
+            println!("| {} | {} | {:.0} | {:.0} | {:+.0} | {t} | {ok} |", r.hook, r.case, r.empty_ns, r.ns, extra);
+        }
+        println!("\n{note}");
+    }
+    if want("offline") {
+        let frames = if o.quick { 200_000 } else { 1_000_000 };
+        println!("\n## 2. Offline formatting: tcptrace -r X -n --no-states vs tcpdump -n -r X tcp (CPU time, median of {runs})\n");
+        println!("| IPv4 hosts | IPv6 hosts | frames | tcptrace pkt/s | tcpdump pkt/s | ratio | tcptrace ns/pkt | target | |");
+        println!("|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+        let mut per_pkt = Vec::new();
+        for clients in [190u32, 89_990] {
+            let r = offline::run(&o.tcptrace, dir, frames, clients, runs)?;
+            let (a, b) = (r.cap.frames as f64 / r.tcptrace_cpu, r.cap.frames as f64 / r.tcpdump_cpu);
+            let ratio = a / b;
+            let (t, ok) = if clients < 1000 { (">= 5x".to_string(), pass(ratio >= 5.0)) } else { ("flat".to_string(), "") };
+            per_pkt.push(1e9 / a);
+            println!(
+                "| {} | {} | {} | {:.0} | {:.0} | {:.2}x | {:.0} | {t} | {ok} |",
+                r.cap.hosts4, r.cap.hosts6, r.cap.frames, a, b, ratio, 1e9 / a
+            );
+            println!(
+                "<!-- {} connections, {} MB; wall medians: tcptrace {:.3}s, tcpdump {:.3}s -->",
+                r.cap.connections,
+                r.cap.bytes / 1_000_000,
+                r.tcptrace_wall,
+                r.tcpdump_wall
+            );
+        }
+        if per_pkt.len() == 2 {
+            let g = per_pkt[1] / per_pkt[0];
+            println!("\ncost per packet at many hosts / at few hosts: {g:.2} (flat means <= 1.10: {})", pass(g <= 1.10));
+        }
+    }
+    if want("churn") {
+        let secs = if o.quick { 2.0 } else { 5.0 };
+        let n = if o.quick { 1 } else { runs.min(3).max(1) };
+        println!("\n## 3. Connection churn ({secs} s per run, median of {n})\n");
+        let p = churn::setup_pair()?;
+        let whos = [churn::Who::Nothing, churn::Who::Tcptrace, churn::Who::Tcpdump];
+        let mut res: Vec<Vec<churn::Sample>> = (0..3).map(|_| Vec::new()).collect();
+        for _ in 0..n {
+            for (i, w) in whos.iter().enumerate() {
+                res[i].push(churn::sample(&p, &o.tcptrace, dir, *w, secs)?);
+            }
+        }
+        println!("| tracer | connections/s | vs nothing | tracer CPU s per 100k conns | lost | lines |");
+        println!("|---|---:|---:|---:|---:|---:|");
+        let rate = |v: &[churn::Sample]| median(&v.iter().map(|s| s.conns as f64 / s.secs).collect::<Vec<_>>());
+        let cpu = |v: &[churn::Sample]| {
+            median(&v.iter().map(|s| s.tracer_cpu.unwrap_or(0.0) / s.conns as f64 * 1e5).collect::<Vec<_>>())
+        };
+        let none = rate(&res[0]);
+        let mut cpus = [0.0; 3];
+        for (i, w) in whos.iter().enumerate() {
+            let v = &res[i];
+            cpus[i] = cpu(v);
+            let lost: u64 = v.iter().filter_map(|s| s.lost).sum();
+            let lines: u64 = v.iter().filter_map(|s| s.lines).sum();
+            let name = match w {
+                churn::Who::Nothing => "nothing attached",
+                churn::Who::Tcptrace => "tcptrace --flags SYN,FIN,RST -n > file",
+                churn::Who::Tcpdump => "tcpdump -n 'tcp[tcpflags] & (tcp-syn|tcp-fin|tcp-rst) != 0' > file",
+            };
+            if *w == churn::Who::Nothing {
+                println!("| {name} | {:.0} | 1.00 | - | - | - |", rate(v));
+            } else {
+                println!("| {name} | {:.0} | {:.2} | {:.3} | {lost} | {lines} |", rate(v), rate(v) / none, cpus[i]);
+            }
+        }
+        let r = cpus[1] / cpus[2];
+        println!("\ntcptrace CPU per connection / tcpdump's: {r:.2} (target <= 0.25: {})", pass(r <= 0.25));
+    }
+    if want("bulk") {
+        let secs = if o.quick { 2 } else { 5 };
+        let n = if o.quick { 1 } else { runs.min(3).max(1) };
+        println!("\n## 4. Bulk throughput, iperf3 over veth ({secs} s per run, median of {n})\n");
+        let p = util::NetPair::new()?;
+        let whos = [
+            bulk::Who::Nothing,
+            bulk::Who::Tcptrace("tc"),
+            bulk::Who::Tcptrace("xdp"),
+            bulk::Who::Tcptrace("auto"),
+            bulk::Who::Tcpdump,
+        ];
+        let mut res: Vec<Vec<f64>> = vec![Vec::new(); whos.len()];
+        for _ in 0..n {
+            for (i, w) in whos.iter().enumerate() {
+                res[i].push(bulk::sample(&p, &o.tcptrace, dir, *w, secs)?);
+            }
+        }
+        let none = median(&res[0]);
+        println!("| tracer (--flags SYN,FIN,RST) | Gbit/s | vs nothing | target | |");
+        println!("|---|---:|---:|---:|---|");
+        for (i, w) in whos.iter().enumerate() {
+            let m = median(&res[i]);
+            let (t, ok) = if *w == bulk::Who::Tcptrace("auto") { (">= 0.97", pass(m / none >= 0.97)) } else { ("", "") };
+            println!("| {} | {:.2} | {:.3} | {t} | {ok} |", w.name(), m / 1e9, m / none);
+        }
+    }
+    if want("ceiling") {
+        let secs = if o.quick { 1.0 } else { 2.0 };
+        let n = if o.quick { 1 } else { runs.min(3).max(1) };
+        println!("\n## 5. Event pipeline ceiling (tcptrace pinned to CPU 1, {secs} s per trial, {n} ladders)\n");
+        let p = util::NetPair::new()?;
+        let ladder = [250e3, 500e3, 750e3, 1e6, 1.25e6, 1.5e6, 2e6, 2.5e6, 3e6, 4e6];
+        let mut best = Vec::new();
+        for _ in 0..n {
+            let mut ok_rate = 0.0;
+            for &rate in &ladder {
+                let t = ceiling::trial(&p, &o.tcptrace, dir, rate, secs)?;
+                let lossless = t.dropped == 0 && t.captured == t.sent;
+                println!(
+                    "  target {:.2}M/s: sent {} at {:.2}M/s, printed {}, dropped {}",
+                    rate / 1e6,
+                    t.sent,
+                    t.rate / 1e6,
+                    t.captured,
+                    t.dropped
+                );
+                if !lossless || t.rate < 0.9 * rate {
+                    break;
+                }
+                ok_rate = t.rate;
+            }
+            best.push(ok_rate);
+        }
+        let m = median(&best);
+        println!("\nhighest lossless rate (median of {n}): {:.2}M records/s (target >= 1M: {})", m / 1e6, pass(m >= 1e6));
+    }
+    Ok(())
+}

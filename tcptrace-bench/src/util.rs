@@ -1,0 +1,208 @@
+//! Processes with their CPU time, network namespaces, medians.
+
+use std::{
+    fs::File,
+    os::fd::AsRawFd,
+    path::Path,
+    process::{Child, Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+
+pub fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// How a child ended and the CPU it used (its own, from wait4).
+pub struct Ended {
+    pub status: i32,
+    pub cpu_s: f64,
+    pub wall_s: f64,
+}
+
+/// Waits for `child` with wait4, which gives its rusage.
+pub fn wait_rusage(child: Child, started: Instant) -> Result<Ended> {
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain data the kernel fills.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting for our own child with valid out-pointers.
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    if rc != pid {
+        bail!("wait4 {pid}: {}", std::io::Error::last_os_error());
+    }
+    std::mem::forget(child);
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Ok(Ended { status, cpu_s: tv(ru.ru_utime) + tv(ru.ru_stime), wall_s: started.elapsed().as_secs_f64() })
+}
+
+/// Runs `cmd` to the end with stdout to `stdout` (a path; /dev/null allowed).
+pub fn run_timed(cmd: &mut Command, stdout: &Path) -> Result<Ended> {
+    let out = File::create(stdout).with_context(|| format!("create {}", stdout.display()))?;
+    let t = Instant::now();
+    let child = cmd.stdout(out).stdin(Stdio::null()).spawn().with_context(|| format!("start {cmd:?}"))?;
+    let e = wait_rusage(child, t)?;
+    if e.status != 0 {
+        bail!("{cmd:?} failed with wait status {}", e.status);
+    }
+    Ok(e)
+}
+
+pub fn signal(child: &Child, sig: libc::c_int) {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+}
+
+/// Waits until `path` contains `needle` (a tracer's "listening on").
+pub fn wait_for_text(path: &Path, needle: &str, timeout: Duration) -> Result<()> {
+    let t = Instant::now();
+    while t.elapsed() < timeout {
+        if std::fs::read_to_string(path).unwrap_or_default().contains(needle) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("{} never said {needle:?}: {}", path.display(), std::fs::read_to_string(path).unwrap_or_default())
+}
+
+/// The number before `suffix` on a line of `text` ("12 packets dropped by kernel").
+pub fn count_before(text: &str, suffix: &str) -> Option<u64> {
+    text.lines().find_map(|l| l.trim().strip_suffix(suffix)?.trim().parse().ok())
+}
+
+/// Pins the calling thread to `cpu`.
+pub fn pin_to(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET stays in bounds for small cpus.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// Two network namespaces joined by a veth pair; removed on drop. Nothing of
+/// this machine's own interfaces is touched.
+pub struct NetPair {
+    pub a: String,
+    pub b: String,
+    pub if_a: String,
+    pub if_b: String,
+    pub addr_a: String,
+    pub addr_b: String,
+}
+
+pub fn ip(args: &[&str]) -> Result<()> {
+    let out = Command::new("ip").args(args).output().context("run ip")?;
+    if !out.status.success() {
+        bail!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+impl NetPair {
+    pub fn new() -> Result<Self> {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let id = format!("{}b{n}", std::process::id());
+        let net = (std::process::id() as usize + n as usize) % 250 + 1;
+        let p = Self {
+            a: format!("tbA{id}"),
+            b: format!("tbB{id}"),
+            if_a: format!("tba{id}"),
+            if_b: format!("tbb{id}"),
+            addr_a: format!("10.78.{net}.1"),
+            addr_b: format!("10.78.{net}.2"),
+        };
+        ip(&["netns", "add", &p.a])?;
+        ip(&["netns", "add", &p.b])?;
+        ip(&["link", "add", &p.if_a, "netns", &p.a, "type", "veth", "peer", "name", &p.if_b, "netns", &p.b])?;
+        for (ns, ifc, v4) in [(&p.a, &p.if_a, &p.addr_a), (&p.b, &p.if_b, &p.addr_b)] {
+            ip(&["-n", ns, "addr", "add", &format!("{v4}/24"), "dev", ifc])?;
+            ip(&["-n", ns, "link", "set", ifc, "up"])?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        Ok(p)
+    }
+
+    /// `program` run inside namespace `ns`.
+    pub fn command(ns: &str, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns, program]);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    pub fn sysctl(ns: &str, key: &str, value: &str) -> Result<()> {
+        let st = Self::command(ns, "sysctl").args(["-q", "-w", &format!("{key}={value}")]).status()?;
+        if !st.success() {
+            bail!("sysctl {key}={value} in {ns} failed");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for NetPair {
+    fn drop(&mut self) {
+        for ns in [&self.a, &self.b] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// Runs `f` on a thread whose network namespace is `ns`.
+pub fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<T> {
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        // SAFETY: setns on a valid namespace fd; it changes only this thread.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        f()
+    })
+}
+
+/// A tracer (tcptrace or tcpdump) running in the background, its standard
+/// output and error going to files.
+pub struct Tracer {
+    pub child: Option<Child>,
+    pub started: Instant,
+    pub stderr: std::path::PathBuf,
+}
+
+impl Tracer {
+    pub fn start(mut cmd: Command, stdout: &Path, stderr: &Path) -> Result<Self> {
+        let out = File::create(stdout)?;
+        let err = File::create(stderr)?;
+        let started = Instant::now();
+        let child = cmd.stdout(out).stderr(err).spawn().with_context(|| format!("start {cmd:?}"))?;
+        let t = Self { child: Some(child), started, stderr: stderr.to_path_buf() };
+        wait_for_text(stderr, "listening on", Duration::from_secs(20))?;
+        Ok(t)
+    }
+
+    /// SIGINT, then wait: CPU seconds and its standard error.
+    pub fn stop(mut self) -> Result<(Ended, String)> {
+        let child = self.child.take().expect("running");
+        signal(&child, libc::SIGINT);
+        let e = wait_rusage(child, self.started)?;
+        Ok((e, std::fs::read_to_string(&self.stderr).unwrap_or_default()))
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            signal(&c, libc::SIGKILL);
+            let _ = c.wait();
+        }
+    }
+}
