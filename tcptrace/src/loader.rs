@@ -130,8 +130,10 @@ enum IngressLink {
 }
 
 impl Tracer {
-    /// Loads the programs from `object` (normally [`crate::ebpf::OBJECT`]) with
-    /// the given filter and sizes. Nothing is attached yet.
+    /// Creates the maps from `object` (normally [`crate::ebpf::OBJECT`]) with
+    /// the given filter and sizes. Programs are loaded (verified) when first
+    /// used: the verifier takes about a second per program, so the XDP
+    /// program is only loaded when XDP is attached. Nothing is attached yet.
     pub fn load(
         object: &[u8],
         filter: &FilterConfig,
@@ -149,18 +151,6 @@ impl Tracer {
         {
             let mut p: Array<_, PortBitmap> = map_mut(&mut ebpf, "PORTS")?;
             p.set(0, ports, 0).map_err(|source| LoadError::Map { name: "PORTS", source })?;
-        }
-        for name in [XDP_PROG, TC_INGRESS_PROG, TC_EGRESS_PROG] {
-            let prog = ebpf.program_mut(name).ok_or(LoadError::Program {
-                name,
-                source: ProgramError::NotLoaded,
-            })?;
-            let res = match prog {
-                aya::programs::Program::Xdp(p) => p.load(),
-                aya::programs::Program::SchedClassifier(p) => p.load(),
-                _ => Err(ProgramError::UnexpectedProgramType),
-            };
-            res.map_err(|source| LoadError::Program { name, source })?;
         }
         let counters = take_map(&mut ebpf, "COUNTERS")?;
         let malformed = take_map(&mut ebpf, "MALFORMED")?;
@@ -228,7 +218,8 @@ impl Tracer {
         }
     }
 
-    /// A loaded program, by name, as its concrete type.
+    /// A program, by name, as its concrete type; loaded into the kernel on
+    /// first use.
     pub fn program<'a, P>(&'a mut self, name: &'static str) -> Result<&'a mut P, LoadError>
     where
         &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
@@ -237,6 +228,14 @@ impl Tracer {
             .ebpf
             .program_mut(name)
             .ok_or(LoadError::Program { name, source: ProgramError::NotLoaded })?;
+        if prog.fd().is_err() {
+            let res = match &mut *prog {
+                aya::programs::Program::Xdp(p) => p.load(),
+                aya::programs::Program::SchedClassifier(p) => p.load(),
+                _ => Err(ProgramError::UnexpectedProgramType),
+            };
+            res.map_err(|source| LoadError::Program { name, source })?;
+        }
         prog.try_into().map_err(|source| LoadError::Program { name, source })
     }
 
