@@ -3,7 +3,12 @@
 use std::fmt::Write;
 
 pub fn ipv4(a: &[u8], out: &mut String) {
-    let _ = write!(out, "{}.{}.{}.{}", a[0], a[1], a[2], a[3]);
+    for (i, &b) in a[..4].iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        super::push_u32(out, b as u32);
+    }
 }
 
 /// tcpdump's `addrtostr6`: the longest run (first on a tie) of two or more

@@ -75,6 +75,55 @@ fn ip4(a: &[u8; 16]) -> IpAddr {
 /// A conversation as tcpdump keys it: lower port (or address) first.
 type ConvKey = ([u8; 16], [u8; 16], u32);
 
+/// The conversation tables' hasher (FxHash's mixing): a lookup per packet
+/// with SipHash cost more than the rest of the bookkeeping; the keys are
+/// addresses and ports, so flooding resistance buys nothing here.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FastHasher(u64);
+
+impl std::hash::Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.write_u64(u64::from_le_bytes(c.try_into().unwrap()));
+        }
+        for &b in chunks.remainder() {
+            self.write_u64(b as u64);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(v as u64);
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+}
+
+type ConvTable = HashMap<ConvKey, Bases, std::hash::BuildHasherDefault<FastHasher>>;
+
+/// Appends `v` in decimal (what `write!(s, "{v}")` does, without the
+/// formatting machinery, which showed up in profiles of `-r`).
+pub(crate) fn push_u32(s: &mut String, mut v: u32) {
+    let mut buf = [0u8; 10];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    // SAFETY: ASCII digits.
+    s.push_str(unsafe { std::str::from_utf8_unchecked(&buf[i..]) });
+}
+
 /// Sequence-number bases of one conversation (tcpdump's `tcp_seq_hash`):
 /// `seq` for the side that sorts first, `ack` for the other.
 #[derive(Clone, Copy, Debug)]
@@ -88,13 +137,15 @@ struct Bases {
 pub struct Formatter {
     opts: FormatOptions,
     ts: ts::TsState,
-    conv4: HashMap<ConvKey, Bases>,
-    conv6: HashMap<ConvKey, Bases>,
+    conv4: ConvTable,
+    conv6: ConvTable,
     ports: Option<PortNames>,
     /// Host names when printing names (no `-n`); filled by whoever drives the
     /// formatter (see [`Formatter::unresolved`]).
     hosts: Option<HostCache>,
     ifnames: HashMap<u32, String>,
+    /// Buffers kept between packets: the line and the two addresses.
+    bufs: [String; 3],
 }
 
 /// How the option list ended.
@@ -119,11 +170,12 @@ impl Formatter {
         Self {
             opts,
             ts: ts::TsState::default(),
-            conv4: HashMap::new(),
-            conv6: HashMap::new(),
+            conv4: ConvTable::default(),
+            conv6: ConvTable::default(),
             ports: if opts.numeric { None } else { ports },
             hosts: if opts.numeric { None } else { Some(HostCache::default()) },
             ifnames: HashMap::new(),
+            bufs: Default::default(),
         }
     }
 
@@ -187,7 +239,8 @@ impl Formatter {
     /// Like [`Formatter::write_packet`], with what the link layer prints.
     pub fn write_packet_link(&mut self, ts: Timestamp, link: LinkInfo, rec: &PacketRecord, out: &mut Vec<u8>) {
         self.ts.print(out, self.opts.ts_mode, self.opts.nano, ts);
-        let mut s = String::with_capacity(160);
+        let [mut s, mut src, mut dst] = std::mem::take(&mut self.bufs);
+        s.clear();
         if let LinkInfo::Sll2 { ifindex, pkttype } = link {
             let name = self.ifnames.entry(ifindex).or_insert_with(|| ifname(ifindex)).clone();
             let ptype = match pkttype {
@@ -200,28 +253,29 @@ impl Formatter {
             };
             let _ = write!(s, "{name:<5} {ptype:<3} ");
         }
+        src.clear();
+        dst.clear();
         match rec.family {
-            4 => self.ipv4(rec, &mut s),
-            6 => self.ipv6(rec, &mut s),
+            4 => self.ipv4(rec, &mut s, &mut src, &mut dst),
+            6 => self.ipv6(rec, &mut s, &mut src, &mut dst),
             f => {
                 let _ = write!(s, "IP{f} (invalid)");
             }
         }
         out.extend_from_slice(s.as_bytes());
         out.push(b'\n');
+        self.bufs = [s, src, dst];
     }
 
     fn port(&self, s: &mut String, port: u16) {
         match self.ports.as_ref().and_then(|p| p.get(port)) {
             Some(name) => s.push_str(name),
-            None => {
-                let _ = write!(s, "{port}");
-            }
+            None => push_u32(s, port as u32),
         }
     }
 
     /// `ip_print`.
-    fn ipv4(&mut self, r: &PacketRecord, s: &mut String) {
+    fn ipv4(&mut self, r: &PacketRecord, s: &mut String, src: &mut String, dst: &mut String) {
         s.push_str("IP ");
         let length = r.l3_wire_len;
         if length < 20 {
@@ -243,19 +297,17 @@ impl Formatter {
             let _ = write!(s, " [remaining caplen({snap}) < header length({hlen})] [|ip]");
             return;
         }
-        let mut src = String::new();
-        let mut dst = String::new();
-        if !self.host(ip4(&r.src), &mut src) {
-            addr::ipv4(&r.src[..4], &mut src);
+        if !self.host(ip4(&r.src), src) {
+            addr::ipv4(&r.src[..4], src);
         }
-        if !self.host(ip4(&r.dst), &mut dst) {
-            addr::ipv4(&r.dst[..4], &mut dst);
+        if !self.host(ip4(&r.dst), dst) {
+            addr::ipv4(&r.dst[..4], dst);
         }
-        self.tcp(r, s, &src, &dst, true, len - hlen, snap - hlen);
+        self.tcp(r, s, src, dst, true, len - hlen, snap - hlen);
     }
 
     /// `ip6_print` with the extension headers the record lists.
-    fn ipv6(&mut self, r: &PacketRecord, s: &mut String) {
+    fn ipv6(&mut self, r: &PacketRecord, s: &mut String, src: &mut String, dst: &mut String) {
         let length = r.l3_wire_len;
         if length < 40 {
             let _ = write!(s, "truncated-ip6 {length}");
@@ -273,13 +325,11 @@ impl Formatter {
         } else {
             length + 40
         };
-        let mut src = String::new();
-        let mut dst = String::new();
-        if !self.host(IpAddr::from(r.src), &mut src) {
-            addr::ipv6(&r.src, &mut src);
+        if !self.host(IpAddr::from(r.src), src) {
+            addr::ipv6(&r.src, src);
         }
-        if !self.host(IpAddr::from(r.dst), &mut dst) {
-            addr::ipv6(&r.dst, &mut dst);
+        if !self.host(IpAddr::from(r.dst), dst) {
+            addr::ipv6(&r.dst, dst);
         }
         let n_ext = (r.ext_count as usize).min(MAX_EXT);
         let exts = &r.ext[..n_ext];
@@ -465,15 +515,19 @@ impl Formatter {
         }
         let plen = length - hlen;
         if plen > 0 || fl & (flags::SYN | flags::FIN | flags::RST) as u8 != 0 {
-            let _ = write!(s, ", seq {seq}");
+            s.push_str(", seq ");
+            push_u32(s, seq);
             if plen > 0 {
-                let _ = write!(s, ":{}", seq.wrapping_add(plen));
+                s.push(':');
+                push_u32(s, seq.wrapping_add(plen));
             }
         }
         if fl & flags::ACK as u8 != 0 {
-            let _ = write!(s, ", ack {ack}");
+            s.push_str(", ack ");
+            push_u32(s, ack);
         }
-        let _ = write!(s, ", win {}", r.window);
+        s.push_str(", win ");
+        push_u32(s, r.window as u32);
         if fl & flags::URG as u8 != 0 {
             let _ = write!(s, ", urg {}", r.urg_ptr);
         }
@@ -488,7 +542,8 @@ impl Formatter {
                 OptEnd::Stop => return,
             }
         }
-        let _ = write!(s, ", length {plen}");
+        s.push_str(", length ");
+        push_u32(s, plen);
         if plen == 0 {
             return;
         }
@@ -619,12 +674,14 @@ fn print_options(
             2 => {
                 datalen = 2;
                 lencheck!(2);
-                let _ = write!(s, " {}", be16(&opts[cp..]));
+                s.push(' ');
+                push_u32(s, be16(&opts[cp..]) as u32);
             }
             3 => {
                 datalen = 1;
                 lencheck!(1);
-                let _ = write!(s, " {}", opts[cp]);
+                s.push(' ');
+                push_u32(s, opts[cp] as u32);
             }
             5 => {
                 datalen = len - 2;
@@ -654,7 +711,10 @@ fn print_options(
             8 => {
                 datalen = 8;
                 lencheck!(8);
-                let _ = write!(s, " val {} ecr {}", be32(&opts[cp..]), be32(&opts[cp + 4..]));
+                s.push_str(" val ");
+                push_u32(s, be32(&opts[cp..]));
+                s.push_str(" ecr ");
+                push_u32(s, be32(&opts[cp + 4..]));
             }
             19 => {
                 datalen = 16;

@@ -63,8 +63,26 @@ impl Tv {
     }
 }
 
+thread_local! {
+    /// The last second converted: packets come many to a second, and
+    /// `localtime_r` showed up in profiles of `-r`. Emptied by [`init_tz`].
+    static LAST_TM: std::cell::Cell<Option<(i64, bool, libc::tm)>> = const { std::cell::Cell::new(None) };
+}
+
 /// Broken-down time from the C library (local time or UTC).
 fn broken_down(sec: i64, local: bool) -> Option<libc::tm> {
+    if let Some((s, l, tm)) = LAST_TM.get()
+        && s == sec
+        && l == local
+    {
+        return Some(tm);
+    }
+    let tm = broken_down_uncached(sec, local)?;
+    LAST_TM.set(Some((sec, local, tm)));
+    Some(tm)
+}
+
+fn broken_down_uncached(sec: i64, local: bool) -> Option<libc::tm> {
     let t: libc::time_t = sec as libc::time_t;
     // SAFETY: `tm` is plain old data; localtime_r/gmtime_r fill it or return NULL.
     unsafe {
@@ -79,18 +97,30 @@ pub(crate) fn init_tz() {
     unsafe extern "C" {
         fn tzset();
     }
+    LAST_TM.set(None);
     // SAFETY: tzset has no preconditions.
     unsafe { tzset() }
 }
 
-fn frac_print(out: &mut Vec<u8>, frac: i64, nano: bool) {
-    use std::io::Write;
-    let v = frac as u32; // tcpdump prints `(unsigned)usec`
-    if nano {
-        let _ = write!(out, ".{v:09}");
-    } else {
-        let _ = write!(out, ".{v:06}");
+/// `v` in decimal, zero-padded to at least `width` digits.
+fn push_padded(out: &mut Vec<u8>, mut v: u32, width: usize) {
+    let mut buf = [b'0'; 10];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
     }
+    out.extend_from_slice(&buf[i.min(buf.len() - width)..]);
+}
+
+fn frac_print(out: &mut Vec<u8>, frac: i64, nano: bool) {
+    let v = frac as u32; // tcpdump prints `(unsigned)usec`
+    out.push(b'.');
+    push_padded(out, v, if nano { 9 } else { 6 });
 }
 
 fn hmsfrac_print(out: &mut Vec<u8>, tv: Tv, date: bool, local: bool, nano: bool) {
@@ -106,7 +136,11 @@ fn hmsfrac_print(out: &mut Vec<u8>, tv: Tv, date: bool, local: bool, nano: bool)
     if date {
         let _ = write!(out, "{}-{:02}-{:02} ", tm.tm_year as i64 + 1900, tm.tm_mon + 1, tm.tm_mday);
     }
-    let _ = write!(out, "{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec);
+    push_padded(out, tm.tm_hour as u32, 2);
+    out.push(b':');
+    push_padded(out, tm.tm_min as u32, 2);
+    out.push(b':');
+    push_padded(out, tm.tm_sec as u32, 2);
     frac_print(out, tv.frac, nano);
 }
 
