@@ -9,7 +9,7 @@
 #![no_main]
 
 use aya_ebpf::{
-    bindings::{TC_ACT_UNSPEC, xdp_action, xdp_md, __sk_buff},
+    bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_UNSPEC, xdp_action, xdp_md, __sk_buff},
     helpers::{bpf_ktime_get_boot_ns, bpf_skb_load_bytes, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
     macros::{classifier, map, xdp},
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
@@ -44,6 +44,36 @@ static CONNS: LruHashMap<ConnKey, ConnState> = LruHashMap::with_max_entries(6553
 /// Scratch space for building a connection key off the small BPF stack.
 #[map]
 static KEY_SCRATCH: PerCpuArray<ConnKey> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per CPU: when this CPU last woke the ring buffer's reader (boot ns).
+#[map]
+static LAST_WAKEUP: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// A CPU wakes the reader at most once in this many nanoseconds. Waking it
+/// (an irq_work, a self-IPI: about a microsecond in a VM) for every record
+/// cost more than everything else a record costs; the reader also drains the
+/// ring buffer on a short timer, so a record submitted without a wakeup
+/// waits at most that long (see `live.rs`).
+const WAKEUP_EVERY_NS: u64 = 1_000_000;
+
+/// Submit flags for a record made at `now`: a wakeup when this CPU has not
+/// woken the reader for [`WAKEUP_EVERY_NS`] (so the first record after a
+/// quiet spell comes out at once), none otherwise.
+#[inline(always)]
+fn wakeup_flags(now: u64) -> u64 {
+    match LAST_WAKEUP.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot, no other writer while this program runs here.
+        Some(last) => unsafe {
+            if now.wrapping_sub(*last) >= WAKEUP_EVERY_NS {
+                *last = now;
+                BPF_RB_FORCE_WAKEUP as u64
+            } else {
+                BPF_RB_NO_WAKEUP as u64
+            }
+        },
+        None => 0,
+    }
+}
 
 /// Event counters, indexed by `tcptrace_common::record::counter`.
 #[map]
@@ -179,13 +209,14 @@ fn trace<F: Frame>(frame: &F, ifindex: u32, direction: Direction) {
         core::ptr::write_bytes(rec, 0, 1);
         &mut *rec
     };
-    rec.ts_ns = unsafe { bpf_ktime_get_boot_ns() };
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    rec.ts_ns = now;
     rec.ifindex = ifindex;
     rec.direction = direction as u8;
     fill_record(frame, &headers, rec);
     rec.kind = kind as u8;
     let malformed = rec.malformed;
-    entry.submit(0);
+    entry.submit(wakeup_flags(now));
     bump(&COUNTERS, counter::EMITTED);
     if malformed != 0 {
         bump(&MALFORMED, malformed as u32);

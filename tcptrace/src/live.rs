@@ -63,6 +63,10 @@ async fn next_name(resolver: &mut Option<Resolver>) -> Option<(IpAddr, Option<St
     }
 }
 
+/// Records the kernel submitted without waking us are read at least this
+/// often (milliseconds).
+const DRAIN_EVERY_MS: u64 = 20;
+
 /// Hands every record in the ring buffer to the pipeline.
 fn drain_ring(rb: &mut RingBuf<MapData>, pipe: &mut Pipeline<BoxWrite<'static>>) -> anyhow::Result<Flow> {
     let clock = BootClock::sample();
@@ -170,6 +174,8 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
+    let mut drain_tick = tokio::time::interval(std::time::Duration::from_millis(DRAIN_EVERY_MS));
+    drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut interrupted = false;
     let mut lost = None;
     // --wait: interfaces that went away, to attach again when they are back.
@@ -235,6 +241,10 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
                     Flow::Go
                 }
             }
+            // The kernel wakes us at most once a millisecond per CPU
+            // (tcptrace-ebpf's WAKEUP_EVERY_NS): records submitted since
+            // then are read here at the latest.
+            _ = drain_tick.tick() => drain_ring(afd.get_mut(), &mut pipe)?,
             guard = afd.readable_mut() => {
                 let mut guard = guard.context("waiting for the ring buffer")?;
                 let flow = drain_ring(guard.get_inner_mut(), &mut pipe)?;
