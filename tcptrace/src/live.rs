@@ -256,6 +256,11 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
             for ip in pipe.take_requests() {
                 r.request(ip);
             }
+            if pipe.names_full() && r.outstanding() == 0 {
+                log::info!("name cache full ({} addresses): emptied", Pipeline::<BoxWrite<'static>>::MAX_NAMES);
+                pipe.clear_names();
+                r.forget();
+            }
         }
         if flow == Flow::Stop || pipe.end_batch()? == Flow::Stop {
             break;

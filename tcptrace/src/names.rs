@@ -30,6 +30,20 @@ impl HostCache {
     pub fn insert(&mut self, ip: IpAddr, name: Option<String>) {
         self.names.insert(ip, name.map(Arc::from));
     }
+
+    /// Addresses cached.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Forgets every name (they are looked up again when needed).
+    pub fn clear(&mut self) {
+        self.names = HashMap::new();
+    }
 }
 
 /// The system resolver's name for `ip` (like tcpdump's gethostbyaddr), or
@@ -82,6 +96,12 @@ impl Resolver {
         if self.asked.insert(ip) && self.requests.send(ip).is_ok() {
             self.outstanding += 1;
         }
+    }
+
+    /// Forgets which addresses were asked for, so that they are asked again
+    /// (with [`HostCache::clear`], when the cache is full).
+    pub fn forget(&mut self) {
+        self.asked = HashSet::new();
     }
 
     /// Lookups asked for and not yet answered.

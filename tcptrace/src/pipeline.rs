@@ -192,6 +192,21 @@ impl<W: Write> Pipeline<W> {
         self.requests.drain(..)
     }
 
+    /// Most host names kept; then the cache is emptied and names are looked
+    /// up again, so a trace seeing ever new addresses stays bounded.
+    pub const MAX_NAMES: usize = 65_536;
+
+    /// Whether the name cache is full and may be emptied now: no record
+    /// waits for a name. The caller empties it, and its resolver's memory of
+    /// what it asked, with [`Pipeline::clear_names`].
+    pub fn names_full(&self) -> bool {
+        self.fmt.host_names() >= Self::MAX_NAMES && self.queue.is_empty()
+    }
+
+    pub fn clear_names(&mut self) {
+        self.fmt.clear_host_names();
+    }
+
     /// Whether records are waiting for names.
     pub fn waiting(&self) -> bool {
         !self.queue.is_empty()

@@ -192,6 +192,18 @@ impl Formatter {
     }
 
     /// Records the name of `ip` (`None`: it has none, print the number).
+    /// Host names cached (0 with `-n`).
+    pub fn host_names(&self) -> usize {
+        self.hosts.as_ref().map_or(0, HostCache::len)
+    }
+
+    /// Forgets the cached host names.
+    pub fn clear_host_names(&mut self) {
+        if let Some(h) = self.hosts.as_mut() {
+            h.clear();
+        }
+    }
+
     pub fn set_host_name(&mut self, ip: IpAddr, name: Option<String>) {
         if let Some(h) = self.hosts.as_mut() {
             h.insert(ip, name);

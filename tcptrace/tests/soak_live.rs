@@ -1,0 +1,155 @@
+//! Bounded resources under churn: at least 200,000 short connections through
+//! a traced veth, with the state tracker on and `--flags SYN,FIN,RST`;
+//! tcptrace's resident memory (VmRSS) must level off below a bound (see
+//! README "Always-on deployment"). Needs root; takes a minute or two.
+
+mod support;
+
+use std::{
+    io::Read,
+    net::{TcpListener, TcpStream},
+    process::Stdio,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use support::netns::{NetPair, in_ns, is_root};
+
+/// The documented bound on tcptrace's resident memory with the default
+/// table sizes (65,536 connections in the kernel and in userspace).
+const RSS_BOUND_KIB: u64 = 128 * 1024;
+const CONNECTIONS: u64 = 200_000;
+const CLIENT_THREADS: usize = 4;
+const PORTS: usize = 4;
+
+fn vm_rss_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse().ok()
+}
+
+#[test]
+#[ignore = "needs root"]
+fn memory_levels_off_over_200k_connections() {
+    assert!(is_root(), "run as root (cargo xtask test does)");
+    let pair = NetPair::new();
+    // Servers close first, so TIME_WAIT sits on the server side and the
+    // clients' ports free up at once.
+    let mut addrs = Vec::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut servers = Vec::new();
+    for _ in 0..PORTS {
+        let a = format!("{}:0", pair.addr_b);
+        let l = in_ns(&pair.b, move || TcpListener::bind(a).unwrap()).join().unwrap();
+        addrs.push(l.local_addr().unwrap());
+        let l = Arc::new(l);
+        for _ in 0..2 {
+            let (l, stop) = (Arc::clone(&l), Arc::clone(&stop));
+            servers.push(std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok((s, _)) = l.accept() {
+                        drop(s);
+                    }
+                }
+            }));
+        }
+    }
+    let mut cmd = NetPair::command(&pair.a, env!("CARGO_BIN_EXE_tcptrace"));
+    cmd.args(["-i", &pair.if_a, "-n", "--flags", "SYN,FIN,RST", "--stats-interval", "5"]);
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    let mut stdout = child.stdout.take().unwrap();
+    let out_bytes = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&out_bytes);
+    let reader = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            counted.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    });
+    let mut stderr = child.stderr.take().unwrap();
+    let err_text = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    // Wait until it is attached (its first output is on stderr; give it time).
+    let start = Instant::now();
+    while vm_rss_kib(pid).is_none_or(|r| r < 1024) && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+
+    let done = Arc::new(AtomicU64::new(0));
+    let mut clients = Vec::new();
+    for t in 0..CLIENT_THREADS {
+        let (done, addrs) = (Arc::clone(&done), addrs.clone());
+        clients.push(in_ns(&pair.a, move || {
+            let mut i = t;
+            let deadline = Instant::now() + Duration::from_secs(240);
+            while done.load(Ordering::Relaxed) < CONNECTIONS && Instant::now() < deadline {
+                let to = addrs[i % addrs.len()];
+                i += 1;
+                if let Ok(mut s) = TcpStream::connect(to) {
+                    let mut b = [0u8; 1];
+                    let _ = s.read(&mut b);
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    let mut samples: Vec<(f64, u64, u64)> = Vec::new();
+    let t0 = Instant::now();
+    while clients.iter().any(|c| !c.is_finished()) {
+        std::thread::sleep(Duration::from_millis(500));
+        if let Some(r) = vm_rss_kib(pid) {
+            samples.push((t0.elapsed().as_secs_f64(), done.load(Ordering::Relaxed), r));
+        }
+    }
+    for c in clients {
+        c.join().unwrap();
+    }
+    let n = done.load(Ordering::Relaxed);
+    std::thread::sleep(Duration::from_secs(2));
+    samples.extend(vm_rss_kib(pid).map(|r| (t0.elapsed().as_secs_f64(), n, r)));
+    stop.store(true, Ordering::Relaxed);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    let err = err_text.join().unwrap();
+    // Unblock the servers' accept calls: one connection per thread.
+    for a in &addrs {
+        for _ in 0..3 {
+            let a = *a;
+            let _ = in_ns(&pair.a, move || TcpStream::connect(a)).join();
+        }
+    }
+    for s in servers {
+        let _ = s.join();
+    }
+
+    let report: Vec<String> = samples.iter().step_by(4).map(|(t, c, r)| format!("{t:6.1}s {c:7} conns {:6} KiB", r)).collect();
+    let report = report.join("\n");
+    eprintln!("VmRSS over time:\n{report}\nstdout {} bytes\n{err}", out_bytes.load(Ordering::Relaxed));
+    assert!(status.success(), "{err}");
+    assert!(n >= CONNECTIONS, "only {n} connections in the time allowed");
+    let max = samples.iter().map(|s| s.2).max().unwrap();
+    assert!(max < RSS_BOUND_KIB, "VmRSS {max} KiB above the bound {RSS_BOUND_KIB} KiB:\n{report}");
+    // Levels off: the second half of the run grows by less than a tenth
+    // over the highest point of the first half.
+    let half = samples.len() / 2;
+    let first = samples[..half].iter().map(|s| s.2).max().unwrap();
+    let second = samples[half..].iter().map(|s| s.2).max().unwrap();
+    assert!(second <= first + first / 10, "VmRSS still growing: {first} then {second} KiB:\n{report}");
+    // The statistics lines: the userspace table never holds more than its size.
+    for line in err.lines().filter(|l| l.contains(" connections tracked")) {
+        let tracked: u64 = line.split(", ").find_map(|p| p.strip_suffix(" connections tracked")?.parse().ok()).unwrap();
+        assert!(tracked <= 65_536, "{line}");
+    }
+}
