@@ -63,15 +63,25 @@ async fn next_name(resolver: &mut Option<Resolver>) -> Option<(IpAddr, Option<St
     }
 }
 
-/// Records the kernel submitted without waking us are read at least this
-/// often (milliseconds).
-const DRAIN_EVERY_MS: u64 = 20;
+/// How soon after reading records we look again for records the kernel
+/// submitted without waking us.
+///
+/// The kernel wakes the reader at most once a millisecond per CPU
+/// (tcptrace-ebpf's `WAKEUP_EVERY_NS`), so a record submitted without a
+/// wakeup always follows, within a millisecond, one whose wakeup we got. So a
+/// drain that found records arms a timer for this long later, and a timer
+/// drain that finds none disarms it: no record is left behind, and an idle
+/// tracer has no timer at all.
+const DRAIN_AGAIN: std::time::Duration = std::time::Duration::from_millis(20);
 
-/// Hands every record in the ring buffer to the pipeline.
-fn drain_ring(rb: &mut RingBuf<MapData>, pipe: &mut Pipeline<BoxWrite<'static>>) -> anyhow::Result<Flow> {
+/// Hands every record in the ring buffer to the pipeline; also says how many
+/// there were.
+fn drain_ring(rb: &mut RingBuf<MapData>, pipe: &mut Pipeline<BoxWrite<'static>>) -> anyhow::Result<(Flow, usize)> {
     let clock = BootClock::sample();
     pipe.set_time(clock.time_base());
+    let mut n = 0;
     while let Some(item) = rb.next() {
+        n += 1;
         let rec = PacketRecord::from_bytes(&item).context("ring buffer record")?;
         drop(item);
         let show = match RecordKind::try_from(rec.kind) {
@@ -81,10 +91,10 @@ fn drain_ring(rb: &mut RingBuf<MapData>, pipe: &mut Pipeline<BoxWrite<'static>>)
         };
         let ts = clock.to_timestamp(rec.ts_ns);
         if pipe.push(ts, rec.ts_ns as i64, LinkInfo::None, &rec, show)? == Flow::Stop {
-            return Ok(Flow::Stop);
+            return Ok((Flow::Stop, n));
         }
     }
-    Ok(Flow::Go)
+    Ok((Flow::Go, n))
 }
 
 /// The next scrape of `--metrics`, if it is on (never ready otherwise).
@@ -174,8 +184,9 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
-    let mut drain_tick = tokio::time::interval(std::time::Duration::from_millis(DRAIN_EVERY_MS));
-    drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let drain_again = tokio::time::sleep(DRAIN_AGAIN);
+    tokio::pin!(drain_again);
+    let mut drain_armed = false;
     let mut interrupted = false;
     let mut lost = None;
     // --wait: interfaces that went away, to attach again when they are back.
@@ -241,14 +252,23 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
                     Flow::Go
                 }
             }
-            // The kernel wakes us at most once a millisecond per CPU
-            // (tcptrace-ebpf's WAKEUP_EVERY_NS): records submitted since
-            // then are read here at the latest.
-            _ = drain_tick.tick() => drain_ring(afd.get_mut(), &mut pipe)?,
+            // Records submitted without a wakeup (see DRAIN_AGAIN).
+            _ = &mut drain_again, if drain_armed => {
+                let (flow, n) = drain_ring(afd.get_mut(), &mut pipe)?;
+                drain_armed = n > 0;
+                if drain_armed {
+                    drain_again.as_mut().reset(tokio::time::Instant::now() + DRAIN_AGAIN);
+                }
+                flow
+            }
             guard = afd.readable_mut() => {
                 let mut guard = guard.context("waiting for the ring buffer")?;
-                let flow = drain_ring(guard.get_inner_mut(), &mut pipe)?;
+                let (flow, n) = drain_ring(guard.get_inner_mut(), &mut pipe)?;
                 guard.clear_ready();
+                if n > 0 {
+                    drain_armed = true;
+                    drain_again.as_mut().reset(tokio::time::Instant::now() + DRAIN_AGAIN);
+                }
                 flow
             }
         };
