@@ -61,8 +61,16 @@ pub fn client(ns: &str, addr: SocketAddr, threads: usize, secs: f64) -> u64 {
             let d = done.clone();
             in_ns(ns, move || {
                 let mut n = 0;
+                let mut buf = [0u8; 64];
                 while Instant::now() < deadline {
-                    if let Ok(s) = TcpStream::connect(addr) {
+                    if let Ok(mut s) = TcpStream::connect(addr) {
+                        // Close first (FIN), then wait for the server's FIN:
+                        // at most one connection per thread is in flight, so
+                        // the server's accept queue never overflows (an
+                        // overflow drops SYNs: a 1 s retransmission stall).
+                        let _ = s.shutdown(std::net::Shutdown::Write);
+                        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+                        while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
                         drop(s);
                         n += 1;
                     }
