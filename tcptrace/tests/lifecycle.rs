@@ -343,12 +343,15 @@ fn overload_loses_records_not_traffic() {
                 let (ok, failed, stop) = (ok.clone(), failed.clone(), stop.clone());
                 in_ns(&pair.a, move || {
                     while !stop.load(Ordering::Relaxed) {
-                        match TcpStream::connect_timeout(&to, Duration::from_secs(2)) {
+                        // A SYN dropped by the full accept queue (backlog 128) is
+                        // resent after 1 s, 3 s, ...: give it time.
+                        match TcpStream::connect_timeout(&to, Duration::from_secs(15)) {
                             Ok(mut s) => {
                                 let _ = s.write_all(b"x");
                                 ok.fetch_add(1, Ordering::Relaxed);
                             }
-                            Err(_) => {
+                            Err(e) => {
+                                eprintln!("connect: {e}");
                                 failed.fetch_add(1, Ordering::Relaxed);
                             }
                         }
