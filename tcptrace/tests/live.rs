@@ -6,57 +6,15 @@
 mod support;
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     net::{Shutdown, SocketAddr, TcpListener, TcpStream},
-    process::{Child, Stdio},
-    sync::mpsc,
     time::Duration,
 };
 
-use support::netns::{NetPair, in_ns, is_root};
-
-/// A tracer process and the lines it printed on stderr so far.
-struct Proc {
-    name: &'static str,
-    child: Child,
-    stderr: mpsc::Receiver<String>,
-}
-
-impl Proc {
-    fn spawn(name: &'static str, mut cmd: std::process::Command) -> Self {
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect(name);
-        let err = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        Self { name, child, stderr: rx }
-    }
-
-    /// Waits for a stderr line containing `what`.
-    fn wait_for(&self, what: &str) {
-        loop {
-            match self.stderr.recv_timeout(Duration::from_secs(30)) {
-                Ok(l) if l.contains(what) => return,
-                Ok(_) => {}
-                Err(e) => panic!("{}: no '{what}' on stderr: {e}", self.name),
-            }
-        }
-    }
-
-    /// SIGINT, then its standard output, stderr and exit status.
-    fn stop(mut self) -> (String, String, i32) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let mut out = String::new();
-        self.child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-        let status = self.child.wait().unwrap();
-        let err: Vec<String> = self.stderr.try_iter().collect();
-        (out, err.join("\n"), status.code().unwrap_or(-1))
-    }
-}
+use support::{
+    netns::{NetPair, in_ns, is_root},
+    proc::Proc,
+};
 
 fn start_tracers(pair: &NetPair, ports: &[u16]) -> (Proc, Proc) {
     start_tracers_with(pair, ports, &["-n"])
@@ -72,8 +30,8 @@ fn start_tracers_with(pair: &NetPair, ports: &[u16], extra: &[&str]) -> (Proc, P
     let filter = ports.iter().map(|p| format!("tcp port {p}")).collect::<Vec<_>>().join(" or ");
     let mut td = NetPair::command(&pair.a, "tcpdump");
     td.args(["-i", &pair.if_a, "-tt", "-l"]).args(extra).arg(&filter);
-    let tt = Proc::spawn("tcptrace", tt);
-    let td = Proc::spawn("tcpdump", td);
+    let mut tt = Proc::spawn("tcptrace", tt);
+    let mut td = Proc::spawn("tcpdump", td);
     tt.wait_for("listening on");
     td.wait_for("listening on");
     (tt, td)
@@ -249,7 +207,7 @@ fn state_lines_same_with_all_packets_or_flag_filter() {
             cmd.args(["--port", &p.to_string()]);
         }
         cmd.args(extra);
-        let p = Proc::spawn(name, cmd);
+        let mut p = Proc::spawn(name, cmd);
         p.wait_for("listening on");
         p
     };

@@ -7,59 +7,18 @@
 mod support;
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     net::{Shutdown, SocketAddr, TcpListener, TcpStream},
-    process::{Child, Command, Stdio},
-    sync::mpsc,
+    process::Command,
     time::Duration,
 };
 
-use support::netns::{NetPair, in_ns, is_root};
+use support::{
+    netns::{NetPair, in_ns, is_root},
+    proc::Proc,
+};
 
 const TCPTRACE: &str = env!("CARGO_BIN_EXE_tcptrace");
-
-struct Proc {
-    name: &'static str,
-    child: Child,
-    stderr: mpsc::Receiver<String>,
-}
-
-impl Proc {
-    fn spawn(name: &'static str, mut cmd: Command) -> Self {
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect(name);
-        let err = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let p = Self { name, child, stderr: rx };
-        p.wait_for("listening on");
-        p
-    }
-
-    fn wait_for(&self, what: &str) {
-        loop {
-            match self.stderr.recv_timeout(Duration::from_secs(30)) {
-                Ok(l) if l.contains(what) => return,
-                Ok(_) => {}
-                Err(e) => panic!("{}: no '{what}' on stderr: {e}", self.name),
-            }
-        }
-    }
-
-    /// SIGINT, then standard output, standard error and the exit status.
-    fn stop(mut self) -> (String, String, i32) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let mut out = String::new();
-        self.child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-        let status = self.child.wait().unwrap();
-        let err: Vec<String> = self.stderr.try_iter().collect();
-        (out, err.join("\n"), status.code().unwrap_or(-1))
-    }
-}
 
 fn listen(pair: &NetPair, addr: String) -> (TcpListener, SocketAddr) {
     let l = in_ns(&pair.b, move || TcpListener::bind(addr).unwrap()).join().unwrap();
@@ -150,12 +109,15 @@ fn live_write_reads_back_as_tcpdump_lines() {
         }
         c
     };
-    let writer = Proc::spawn("tcptrace -w", tracer(&["-w", file.to_str().unwrap()]));
-    let lines = Proc::spawn("tcptrace", tracer(&["-tt", "--no-states"]));
+    let mut writer = Proc::spawn("tcptrace -w", tracer(&["-w", file.to_str().unwrap()]));
+    writer.wait_for("listening on");
+    let mut lines = Proc::spawn("tcptrace", tracer(&["-tt", "--no-states"]));
+    lines.wait_for("listening on");
     let mut td = NetPair::command(&pair.a, "tcpdump");
     let filter = ports.map(|p| format!("tcp port {p}")).join(" or ");
     td.args(["-i", &pair.if_a, "-n", "-tt", "-l", &filter]);
-    let tcpdump = Proc::spawn("tcpdump", td);
+    let mut tcpdump = Proc::spawn("tcpdump", td);
+    tcpdump.wait_for("listening on");
 
     exchange(&pair, l4, to4);
     exchange(&pair, l6, to6);
@@ -204,25 +166,21 @@ fn live_write_count_and_sigterm_leave_complete_files() {
         c
     };
     let mut with_count = Proc::spawn("tcptrace -c 3 -w", tracer(&counted, &["-c", "3"]));
-    let term = Proc::spawn("tcptrace -w (SIGTERM)", tracer(&termed, &[]));
+    with_count.wait_for("listening on");
+    let mut term = Proc::spawn("tcptrace -w (SIGTERM)", tracer(&termed, &[]));
+    term.wait_for("listening on");
     exchange(&pair, l4, to4);
     std::thread::sleep(Duration::from_millis(300));
 
-    let status = with_count.child.wait().unwrap();
-    assert!(status.success(), "-c 3 -w: {status}");
-    let mut out = String::new();
-    with_count.child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    let (out, err, rc) = with_count.finish();
+    assert_eq!(rc, 0, "-c 3 -w: {err}");
     assert!(out.is_empty(), "nothing on stdout with -c and no interrupt: {out:?}");
-    let err: Vec<String> = with_count.stderr.try_iter().collect();
-    assert!(err.iter().any(|l| l == "3 packets captured"), "{err:?}");
+    assert!(err.lines().any(|l| l == "3 packets captured"), "{err}");
     let first3 = tcpdump_read(&counted);
     assert_eq!(first3.lines().count(), 3, "{first3}");
 
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(term.child.id() as i32, libc::SIGTERM) };
-    let mut term = term;
-    let status = term.child.wait().unwrap();
-    assert!(status.success(), "SIGTERM: {status}");
+    let (_, err, rc) = term.signal(libc::SIGTERM);
+    assert_eq!(rc, 0, "SIGTERM: {err}");
     let all = tcpdump_read(&termed);
     assert!(all.lines().count() >= 10, "{all}");
     // Each tracer stamps its own records: compare what follows the timestamps.

@@ -7,94 +7,16 @@
 mod support;
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     net::{Shutdown, SocketAddr, TcpListener, TcpStream},
-    process::{Child, Command, Stdio},
-    sync::mpsc,
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use support::netns::{NetPair, in_ns, is_root};
-
-/// A tcptrace process: its stdout and stderr lines as they come.
-pub struct Proc {
-    child: Child,
-    out: mpsc::Receiver<String>,
-    err: mpsc::Receiver<String>,
-    err_seen: Vec<String>,
-}
-
-fn lines(r: impl Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(r).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    rx
-}
-
-impl Proc {
-    pub fn spawn(mut cmd: Command) -> Self {
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("tcptrace");
-        let out = lines(child.stdout.take().unwrap());
-        let err = lines(child.stderr.take().unwrap());
-        Self { child, out, err, err_seen: Vec::new() }
-    }
-
-    /// Waits for a stderr line containing `what` and returns it.
-    pub fn wait_err(&mut self, what: &str, timeout: Duration) -> String {
-        let end = Instant::now() + timeout;
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            match self.err.recv_timeout(left) {
-                Ok(l) => {
-                    self.err_seen.push(l.clone());
-                    if l.contains(what) {
-                        return l;
-                    }
-                }
-                Err(e) => panic!("no '{what}' on stderr ({e}); stderr so far:\n{}", self.err_seen.join("\n")),
-            }
-        }
-    }
-
-    /// Waits for a stdout line containing `what` and returns it.
-    pub fn wait_out(&mut self, what: &str, timeout: Duration) -> String {
-        let end = Instant::now() + timeout;
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            match self.out.recv_timeout(left) {
-                Ok(l) if l.contains(what) => return l,
-                Ok(_) => {}
-                Err(e) => panic!("no '{what}' on stdout ({e}); stderr so far:\n{}", self.err_seen.join("\n")),
-            }
-        }
-    }
-
-    /// SIGINT, then the rest of stdout, stderr, and the exit status.
-    pub fn stop(self) -> (String, String, i32) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        self.finish()
-    }
-
-    /// Waits for the exit: the rest of stdout, all of stderr, the status.
-    pub fn finish(mut self) -> (String, String, i32) {
-        let status = self.child.wait().unwrap();
-        // The reader threads end at EOF.
-        let out: Vec<String> = self.out.iter().collect();
-        self.err_seen.extend(self.err.iter());
-        (out.join("\n"), self.err_seen.join("\n"), status.code().unwrap_or(-1))
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::{
+    netns::{NetPair, in_ns, is_root},
+    proc::Proc,
+};
 
 fn tcptrace(ns: &str) -> Command {
     NetPair::command(ns, env!("CARGO_BIN_EXE_tcptrace"))
@@ -175,7 +97,7 @@ fn metrics_scraped_during_live_trace() {
     let pair = NetPair::new();
     let mut cmd = tcptrace(&pair.a);
     cmd.args(["-i", &pair.if_a, "-n", "--metrics", "127.0.0.1:0"]);
-    let mut tt = Proc::spawn(cmd);
+    let mut tt = Proc::spawn("tcptrace", cmd);
     let line = tt.wait_err("metrics on http://", Duration::from_secs(30));
     let addr: SocketAddr = line
         .split("http://")
@@ -266,7 +188,7 @@ fn metrics_address_in_use_attaches_nothing() {
     let addr = held.local_addr().unwrap().to_string();
     let mut cmd = tcptrace(&pair.a);
     cmd.args(["-i", &pair.if_a, "-n", "--metrics", &addr]);
-    let (_, err, rc) = Proc::spawn(cmd).finish();
+    let (_, err, rc) = Proc::spawn("tcptrace", cmd).finish();
     assert_eq!(rc, 1, "{err}");
     assert!(err.contains(&format!("--metrics {addr}")) && err.contains("in use"), "{err}");
     assert!(!err.contains("listening on"), "{err}");
@@ -279,7 +201,7 @@ fn stats_interval_text_line_on_stderr() {
     let pair = NetPair::new();
     let mut cmd = tcptrace(&pair.a);
     cmd.args(["-i", &pair.if_a, "-n", "--stats-interval", "1"]);
-    let mut tt = Proc::spawn(cmd);
+    let mut tt = Proc::spawn("tcptrace", cmd);
     tt.wait_err("listening on", Duration::from_secs(30));
     connections(&pair, 3);
     // Lines come every second: wait for one that counts the traffic.
@@ -309,7 +231,7 @@ fn stats_interval_json_objects() {
     let pair = NetPair::new();
     let mut cmd = tcptrace(&pair.a);
     cmd.args(["-i", &pair.if_a, "--json", "--stats-interval", "1", "--flags", "SYN,FIN,RST"]);
-    let mut tt = Proc::spawn(cmd);
+    let mut tt = Proc::spawn("tcptrace", cmd);
     tt.wait_err("listening on", Duration::from_secs(30));
     connections(&pair, 4);
     let end = Instant::now() + Duration::from_secs(20);
@@ -356,7 +278,7 @@ fn runs_with_only_bpf_net_admin_perfmon() {
     let pair = NetPair::new();
     let mut cmd = unprivileged(&pair.a, &["bpf", "net_admin", "perfmon"]);
     cmd.args(["-i", &pair.if_a, "-n", "--flags", "SYN,FIN,RST", "--metrics", "127.0.0.1:0"]);
-    let mut tt = Proc::spawn(cmd);
+    let mut tt = Proc::spawn("tcptrace", cmd);
     let line = tt.wait_err("metrics on http://", Duration::from_secs(30));
     let addr: SocketAddr = line.split("http://").nth(1).unwrap().strip_suffix("/metrics").unwrap().parse().unwrap();
     connections(&pair, 2);
@@ -384,7 +306,7 @@ fn a_missing_capability_is_named() {
         let caps: Vec<&str> = all.iter().copied().filter(|c| *c != drop).collect();
         let mut cmd = unprivileged(&pair.a, &caps);
         cmd.args(["-i", &pair.if_a, "-n"]);
-        let (_, err, rc) = Proc::spawn(cmd).finish();
+        let (_, err, rc) = Proc::spawn("tcptrace", cmd).finish();
         assert_eq!(rc, 1, "{err}");
         assert!(err.starts_with(&format!("tcptrace: missing capability {name}: ")), "{err}");
         assert_eq!(err.lines().count(), 1, "{err}");
@@ -401,7 +323,7 @@ fn any_traces_every_interface_that_is_up() {
     support::netns::ip(&["-n", &pair.a, "link", "add", "ttdown0", "type", "veth", "peer", "name", "ttdown1"]);
     let mut cmd = tcptrace(&pair.a);
     cmd.args(["-i", "any", "-n", "--no-states", "--flags", "SYN"]);
-    let mut tt = Proc::spawn(cmd);
+    let mut tt = Proc::spawn("tcptrace", cmd);
     tt.wait_err(&format!("listening on {} ", pair.if_a), Duration::from_secs(30));
     // Loopback inside namespace a, and the veth.
     let local = in_ns(&pair.a, || {
@@ -440,7 +362,7 @@ fn wait_attaches_again_when_the_interface_comes_back() {
     let pair = NetPair::new();
     let mut cmd = tcptrace(&pair.a);
     cmd.args(["-i", &pair.if_a, "-n", "--no-states", "--flags", "SYN", "--wait"]);
-    let mut tt = Proc::spawn(cmd);
+    let mut tt = Proc::spawn("tcptrace", cmd);
     tt.wait_err("listening on", Duration::from_secs(30));
     connections(&pair, 1);
     support::netns::ip(&["-n", &pair.a, "link", "del", &pair.if_a]);

@@ -1,2 +1,3 @@
 pub mod frames;
 pub mod netns;
+pub mod proc;
