@@ -253,3 +253,18 @@ pub mod counter {
     /// Number of counters.
     pub const COUNT: u32 = 9;
 }
+
+/// All of one CPU's counters: the single entry of the kernel's per-CPU
+/// `STATS` map, so that a frame costs one map lookup however many counters it
+/// bumps.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Indexed by [`counter`].
+    pub counters: [u64; counter::COUNT as usize],
+    /// Indexed by [`Malformed`].
+    pub malformed: [u64; MALFORMED_KINDS],
+}
+
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for Stats {}

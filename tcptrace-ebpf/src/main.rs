@@ -20,7 +20,7 @@ use tcptrace_common::{
     conn::{self, ConnKey, ConnState, Step},
     filter::{matches_endpoints, matches_flags},
     parse::{Headers, conn_key, fill_record, parse_headers},
-    record::{Direction, MALFORMED_KINDS, MAX_OPTIONS, counter},
+    record::{Direction, MAX_OPTIONS, Stats, counter},
 };
 
 /// Records for userspace. Its size is set by the loader (`--buffer-size`).
@@ -75,19 +75,91 @@ fn wakeup_flags(now: u64) -> u64 {
     }
 }
 
-/// Event counters, indexed by `tcptrace_common::record::counter`.
+/// Entry 0: this CPU's event and malformed-frame counters, looked up once
+/// per frame (the verifier inlines a per-CPU array lookup: no helper call).
 #[map]
-static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+static STATS: PerCpuArray<Stats> = PerCpuArray::with_max_entries(1, 0);
 
-/// Malformed frames, indexed by `Malformed`.
-#[map]
-static MALFORMED: PerCpuArray<u64> = PerCpuArray::with_max_entries(MALFORMED_KINDS as u32, 0);
+/// This CPU's counters.
+#[inline(always)]
+fn stats() -> Option<&'static mut Stats> {
+    // SAFETY: per-CPU slot: no other writer while this program runs on this
+    // CPU (programs do not nest on one CPU for these hooks).
+    STATS.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+}
 
 #[inline(always)]
-fn bump(map: &PerCpuArray<u64>, index: u32) {
-    if let Some(p) = map.get_ptr_mut(index) {
-        // Per-CPU slot: no other writer while this program runs on this CPU.
-        unsafe { *p += 1 };
+fn bump(stats: &mut Stats, index: u32) {
+    if let Some(c) = stats.counters.get_mut(index as usize) {
+        *c += 1;
+    }
+}
+
+#[inline(always)]
+fn bump_malformed(stats: &mut Stats, reason: u8) {
+    if let Some(c) = stats.malformed.get_mut(reason as usize) {
+        *c += 1;
+    }
+}
+
+/// Highest offset read through direct packet access (the verifier wants the
+/// variable part of a packet pointer bounded well below 64 KiB).
+const DIRECT_MAX_OFF: u32 = 0x3fff;
+
+/// The frame's linear area (`data..data_end`: XDP's buffer, an skb's head),
+/// read through direct packet access: no helper call. A read that does not
+/// fit in it returns `None` and marks the frame `incomplete`, because the
+/// bytes may still be in the frame (an skb's paged data): a parse that left
+/// it complete read only bytes that were there, so its result is exactly
+/// what the helper-based frame gives; one that did not is done again with
+/// the helpers.
+struct LinearFrame {
+    data: usize,
+    data_end: usize,
+    len: u32,
+    incomplete: core::cell::Cell<bool>,
+}
+
+impl LinearFrame {
+    /// The address of `N` bytes at `off` when they are all in the linear
+    /// area, in a form the verifier can check: `off` bounded by a mask, added
+    /// to the packet pointer, the end compared with `data_end`.
+    #[inline(always)]
+    fn at<const N: usize>(&self, off: u32) -> Option<*const [u8; N]> {
+        if off <= DIRECT_MAX_OFF {
+            // SAFETY: reading a local through a valid reference. The volatile
+            // read keeps LLVM from dropping the mask as redundant after the
+            // test above: the verifier needs it on the register it adds.
+            let off = unsafe { core::ptr::read_volatile(&off) } & DIRECT_MAX_OFF;
+            let p = self.data + off as usize;
+            if p + N <= self.data_end {
+                return Some(p as *const [u8; N]);
+            }
+        }
+        self.incomplete.set(true);
+        None
+    }
+}
+
+impl Frame for LinearFrame {
+    #[inline(always)]
+    fn wire_len(&self) -> u32 {
+        self.len
+    }
+    #[inline(always)]
+    fn cap_len(&self) -> u32 {
+        self.len
+    }
+    #[inline(always)]
+    fn load<const N: usize>(&self, off: u32) -> Option<[u8; N]> {
+        // SAFETY: `at` checked that the N bytes are in the packet.
+        self.at::<N>(off).map(|p| unsafe { core::ptr::read_unaligned(p) })
+    }
+    #[inline(always)]
+    fn load_options(&self, _off: u32, _len: u32, _out: &mut [u8; MAX_OPTIONS]) -> bool {
+        // Not used on this frame (only `parse_headers` runs on it).
+        self.incomplete.set(true);
+        false
     }
 }
 
@@ -101,6 +173,7 @@ fn verifier_bounded_len(len: u32) -> Option<u32> {
     if len == 0 || len > MAX_OPTIONS as u32 { None } else { Some(len) }
 }
 
+/// An XDP frame read with `bpf_xdp_load_bytes`.
 struct XdpFrame {
     ctx: *mut xdp_md,
     len: u32,
@@ -132,6 +205,7 @@ impl Frame for XdpFrame {
     }
 }
 
+/// A TC frame read with `bpf_skb_load_bytes` (linear and paged data alike).
 struct SkbFrame {
     skb: *mut __sk_buff,
     len: u32,
@@ -164,22 +238,74 @@ impl Frame for SkbFrame {
 }
 
 /// Parses, filters and emits one frame. Never fails: every outcome is counted.
+///
+/// The fast path: the headers are parsed through direct packet access on the
+/// linear area, which nearly always holds them all, and a frame that leaves
+/// no record (not TCP, filtered out, skipped) is counted and done with. Every
+/// other frame, and any whose headers go past the linear area, takes the
+/// full path through the helpers from the start, as if the fast path had
+/// not run.
 #[inline(always)]
-fn trace<F: Frame>(frame: &F, ifindex: u32, direction: Direction) {
-    bump(&COUNTERS, counter::FRAMES);
+fn trace<F: Frame>(linear: &LinearFrame, frame: &F, ifindex: u32, direction: Direction) {
+    if !done_on_fast_path(linear) {
+        trace_full(frame, ifindex, direction);
+    }
+}
+
+/// True when the frame leaves no record and was counted. Its decisions are
+/// those of [`trace_full`] on the same bytes: a parse that did not read past
+/// the linear area read the bytes the helpers would have read.
+///
+/// Kept apart from `trace_full` (no shared continuation) so that the
+/// verifier, which walks every path, adds the cost of this parse to that of
+/// the full path instead of multiplying them.
+#[inline(always)]
+fn done_on_fast_path(linear: &LinearFrame) -> bool {
+    let parsed = parse_headers(linear, LinkType::Ethernet);
+    if linear.incomplete.get() {
+        return false;
+    }
+    let Some(cfg) = CONFIG.get(0) else { return false };
+    let Some(stats) = stats() else { return false };
+    match parsed {
+        Ok(h) => {
+            if matches_endpoints(&h, cfg, PORTS.get(0)) && (cfg.track_states != 0 || matches_flags(&h, cfg)) {
+                return false;
+            }
+            bump(stats, counter::FRAMES);
+            bump(stats, counter::TCP);
+        }
+        Err(Skip::NotTcp) => bump(stats, counter::FRAMES),
+        Err(Skip::LaterFragment) => {
+            bump(stats, counter::FRAMES);
+            bump(stats, counter::LATER_FRAGMENTS);
+        }
+        Err(Skip::Malformed(reason)) => {
+            bump(stats, counter::FRAMES);
+            bump_malformed(stats, reason as u8);
+        }
+    }
+    true
+}
+
+/// The full path: parse through the helpers, filter, track, emit.
+#[inline(always)]
+fn trace_full<F: Frame>(frame: &F, ifindex: u32, direction: Direction) {
+    let Some(stats) = stats() else { return };
+    bump(stats, counter::FRAMES);
     let headers = match parse_headers(frame, LinkType::Ethernet) {
         Ok(h) => h,
         Err(Skip::NotTcp) => return,
         Err(Skip::LaterFragment) => {
-            bump(&COUNTERS, counter::LATER_FRAGMENTS);
+            bump(stats, counter::LATER_FRAGMENTS);
             return;
         }
         Err(Skip::Malformed(reason)) => {
-            bump(&MALFORMED, reason as u32);
+            bump_malformed(stats, reason as u8);
             return;
         }
     };
-    bump(&COUNTERS, counter::TCP);
+    bump(stats, counter::TCP);
     let Some(cfg) = CONFIG.get(0) else { return };
     if !matches_endpoints(&headers, cfg, PORTS.get(0)) {
         return;
@@ -189,16 +315,16 @@ fn trace<F: Frame>(frame: &F, ifindex: u32, direction: Direction) {
     let shown = matches_flags(&headers, cfg);
     let relevant = cfg.track_states != 0 && track(frame, &headers);
     let kind = if shown {
-        bump(&COUNTERS, counter::MATCHED);
+        bump(stats, counter::MATCHED);
         RecordKind::Packet
     } else if relevant {
-        bump(&COUNTERS, counter::STATE_ONLY);
+        bump(stats, counter::STATE_ONLY);
         RecordKind::StateOnly
     } else {
         return;
     };
     let Some(mut entry) = EVENTS.reserve::<PacketRecord>(0) else {
-        bump(&COUNTERS, counter::RINGBUF_FULL);
+        bump(stats, counter::RINGBUF_FULL);
         return;
     };
     let rec = entry.as_mut_ptr();
@@ -217,9 +343,9 @@ fn trace<F: Frame>(frame: &F, ifindex: u32, direction: Direction) {
     rec.kind = kind as u8;
     let malformed = rec.malformed;
     entry.submit(wakeup_flags(now));
-    bump(&COUNTERS, counter::EMITTED);
+    bump(stats, counter::EMITTED);
     if malformed != 0 {
-        bump(&MALFORMED, malformed as u32);
+        bump_malformed(stats, malformed);
     }
 }
 
@@ -244,8 +370,10 @@ fn track<F: Frame>(frame: &F, h: &Headers) -> bool {
                 Step::Nothing => false,
                 Step::Relevant => true,
                 Step::Closed => {
-                    if CONNS.remove(&*key).is_ok() {
-                        bump(&COUNTERS, counter::CONN_CLOSED);
+                    if CONNS.remove(&*key).is_ok()
+                        && let Some(stats) = stats()
+                    {
+                        bump(stats, counter::CONN_CLOSED);
                     }
                     true
                 }
@@ -258,8 +386,10 @@ fn track<F: Frame>(frame: &F, h: &Headers) -> bool {
                 // A RST on a connection we do not know: relevant, nothing to keep.
                 Step::Closed => true,
                 Step::Relevant => {
-                    if CONNS.insert(&*key, &st, 0).is_ok() {
-                        bump(&COUNTERS, counter::CONN_NEW);
+                    if CONNS.insert(&*key, &st, 0).is_ok()
+                        && let Some(stats) = stats()
+                    {
+                        bump(stats, counter::CONN_NEW);
                     }
                     true
                 }
@@ -272,7 +402,8 @@ fn track<F: Frame>(frame: &F, h: &Headers) -> bool {
 pub fn tcptrace_xdp(ctx: XdpContext) -> u32 {
     let len = unsafe { bpf_xdp_get_buff_len(ctx.ctx) } as u32;
     let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
-    trace(&XdpFrame { ctx: ctx.ctx, len }, ifindex, Direction::Ingress);
+    let linear = LinearFrame { data: ctx.data(), data_end: ctx.data_end(), len, incomplete: Default::default() };
+    trace(&linear, &XdpFrame { ctx: ctx.ctx, len }, ifindex, Direction::Ingress);
     xdp_action::XDP_PASS
 }
 
@@ -280,7 +411,8 @@ pub fn tcptrace_xdp(ctx: XdpContext) -> u32 {
 fn tc(ctx: &TcContext, direction: Direction) -> i32 {
     let skb = ctx.skb.skb;
     let (len, ifindex) = unsafe { ((*skb).len, (*skb).ifindex) };
-    trace(&SkbFrame { skb, len }, ifindex, direction);
+    let linear = LinearFrame { data: ctx.data(), data_end: ctx.data_end(), len, incomplete: Default::default() };
+    trace(&linear, &SkbFrame { skb, len }, ifindex, direction);
     TC_ACT_UNSPEC
 }
 

@@ -8,7 +8,7 @@ use aya::{
 };
 use tcptrace_common::{
     FilterConfig, PortBitmap,
-    record::{MALFORMED_KINDS, counter},
+    record::{MALFORMED_KINDS, Stats, counter},
 };
 
 use crate::cli::AttachMode;
@@ -114,8 +114,7 @@ impl Default for Sizes {
 /// The loaded kernel programs and their maps.
 pub struct Tracer {
     ebpf: Ebpf,
-    counters: PerCpuArray<MapData, u64>,
-    malformed: PerCpuArray<MapData, u64>,
+    stats: PerCpuArray<MapData, Stats>,
     sizes: Sizes,
     /// Interfaces attached to, with their index.
     attached: Vec<(String, u32)>,
@@ -152,9 +151,8 @@ impl Tracer {
             let mut p: Array<_, PortBitmap> = map_mut(&mut ebpf, "PORTS")?;
             p.set(0, ports, 0).map_err(|source| LoadError::Map { name: "PORTS", source })?;
         }
-        let counters = take_map(&mut ebpf, "COUNTERS")?;
-        let malformed = take_map(&mut ebpf, "MALFORMED")?;
-        Ok(Self { ebpf, counters, malformed, sizes, attached: Vec::new(), links: Vec::new() })
+        let stats = take_map(&mut ebpf, "STATS")?;
+        Ok(Self { ebpf, stats, sizes, attached: Vec::new(), links: Vec::new() })
     }
 
     /// Attaches ingress (XDP or TC, see [`ingress_hook`]) and egress (TC) to
@@ -251,26 +249,29 @@ impl Tracer {
 
     /// Reads the counters, summed over CPUs.
     pub fn counters(&self) -> Result<Counters, LoadError> {
-        let sum = |map: &PerCpuArray<MapData, u64>, name, i: u32| -> Result<u64, LoadError> {
-            let v = map.get(&i, 0).map_err(|source| LoadError::Map { name, source })?;
-            Ok(v.iter().sum())
-        };
-        let mut c = Counters {
-            frames: sum(&self.counters, "COUNTERS", counter::FRAMES)?,
-            tcp: sum(&self.counters, "COUNTERS", counter::TCP)?,
-            matched: sum(&self.counters, "COUNTERS", counter::MATCHED)?,
-            emitted: sum(&self.counters, "COUNTERS", counter::EMITTED)?,
-            ringbuf_full: sum(&self.counters, "COUNTERS", counter::RINGBUF_FULL)?,
-            later_fragments: sum(&self.counters, "COUNTERS", counter::LATER_FRAGMENTS)?,
-            state_only: sum(&self.counters, "COUNTERS", counter::STATE_ONLY)?,
-            conn_new: sum(&self.counters, "COUNTERS", counter::CONN_NEW)?,
-            conn_closed: sum(&self.counters, "COUNTERS", counter::CONN_CLOSED)?,
-            malformed: [0; MALFORMED_KINDS],
-        };
-        for (i, slot) in c.malformed.iter_mut().enumerate() {
-            *slot = sum(&self.malformed, "MALFORMED", i as u32)?;
+        let per_cpu = self.stats.get(&0, 0).map_err(|source| LoadError::Map { name: "STATS", source })?;
+        let mut total = Stats::default();
+        for s in per_cpu.iter() {
+            for (t, v) in total.counters.iter_mut().zip(s.counters) {
+                *t += v;
+            }
+            for (t, v) in total.malformed.iter_mut().zip(s.malformed) {
+                *t += v;
+            }
         }
-        Ok(c)
+        let n = |i: u32| total.counters[i as usize];
+        Ok(Counters {
+            frames: n(counter::FRAMES),
+            tcp: n(counter::TCP),
+            matched: n(counter::MATCHED),
+            emitted: n(counter::EMITTED),
+            ringbuf_full: n(counter::RINGBUF_FULL),
+            later_fragments: n(counter::LATER_FRAGMENTS),
+            state_only: n(counter::STATE_ONLY),
+            conn_new: n(counter::CONN_NEW),
+            conn_closed: n(counter::CONN_CLOSED),
+            malformed: total.malformed,
+        })
     }
 }
 
