@@ -12,7 +12,7 @@ use aya_ebpf::{
     bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_UNSPEC, xdp_action, xdp_md, __sk_buff},
     helpers::{bpf_ktime_get_boot_ns, bpf_skb_load_bytes, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
     macros::{classifier, map, xdp},
-    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+    maps::{LruHashMap, PerCpuArray, RingBuf},
     programs::{TcContext, XdpContext},
 };
 use tcptrace_common::{
@@ -27,13 +27,33 @@ use tcptrace_common::{
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
 
-/// Entry 0: the filter.
-#[map]
-static CONFIG: Array<FilterConfig> = Array::with_max_entries(1, 0);
+/// The filter, written by the loader into the object's read-only data
+/// before the programs are loaded. No map lookup reads it, and the verifier
+/// knows its values: the branches they rule out cost nothing at run time.
+#[unsafe(no_mangle)]
+static FILTER: FilterConfig =
+    FilterConfig { flag_mask: 0, family: 0, use_ports: 0, track_states: 0, _pad: [0; 3] };
 
-/// Entry 0: the traced ports, when `CONFIG.use_ports` is set.
-#[map]
-static PORTS: Array<PortBitmap> = Array::with_max_entries(1, 0);
+/// The traced ports, when `FILTER.use_ports` is set (read-only data too).
+#[unsafe(no_mangle)]
+static PORT_SET: PortBitmap = PortBitmap::empty();
+
+/// The filter as the loader wrote it (a volatile read: LLVM must not use the
+/// initialiser above).
+#[inline(always)]
+fn filter() -> FilterConfig {
+    // SAFETY: reading a static.
+    unsafe { core::ptr::read_volatile(&FILTER) }
+}
+
+/// The traced ports, through a pointer LLVM cannot see the origin of, for
+/// the same reason (a copy of the 8 KiB bitmap is out of the question).
+#[inline(always)]
+fn ports() -> &'static PortBitmap {
+    let p: *const PortBitmap = &PORT_SET;
+    // SAFETY: reading a local; the pointer is to a static.
+    unsafe { &*core::ptr::read_volatile(&p) }
+}
 
 /// What the kernel remembers of each connection on the traced ports, to send
 /// state-changing segments the flag filter hides. Its size is set by the
@@ -113,24 +133,30 @@ const DIRECT_MAX_OFF: u32 = 0x3fff;
 /// it complete read only bytes that were there, so its result is exactly
 /// what the helper-based frame gives; one that did not is done again with
 /// the helpers.
-struct LinearFrame {
+///
+/// `len` gives the frame's length when the parser asks for it (only for IPv6
+/// and cooked captures): for XDP that is a helper call, which IPv4 frames
+/// thus never make.
+struct LinearFrame<L: Fn() -> u32> {
     data: usize,
     data_end: usize,
-    len: u32,
+    len: L,
     incomplete: core::cell::Cell<bool>,
 }
 
-impl LinearFrame {
+impl<L: Fn() -> u32> LinearFrame<L> {
+    #[inline(always)]
+    fn new(data: usize, data_end: usize, len: L) -> Self {
+        Self { data, data_end, len, incomplete: core::cell::Cell::new(false) }
+    }
+
     /// The address of `N` bytes at `off` when they are all in the linear
-    /// area, in a form the verifier can check: `off` bounded by a mask, added
-    /// to the packet pointer, the end compared with `data_end`.
+    /// area, in a form the verifier can check: `off` bounded by a test (the
+    /// verifier takes the bound from the branch), added to the packet
+    /// pointer, the end compared with `data_end`.
     #[inline(always)]
     fn at<const N: usize>(&self, off: u32) -> Option<*const [u8; N]> {
         if off <= DIRECT_MAX_OFF {
-            // SAFETY: reading a local through a valid reference. The volatile
-            // read keeps LLVM from dropping the mask as redundant after the
-            // test above: the verifier needs it on the register it adds.
-            let off = unsafe { core::ptr::read_volatile(&off) } & DIRECT_MAX_OFF;
             let p = self.data + off as usize;
             if p + N <= self.data_end {
                 return Some(p as *const [u8; N]);
@@ -141,14 +167,14 @@ impl LinearFrame {
     }
 }
 
-impl Frame for LinearFrame {
+impl<L: Fn() -> u32> Frame for LinearFrame<L> {
     #[inline(always)]
     fn wire_len(&self) -> u32 {
-        self.len
+        (self.len)()
     }
     #[inline(always)]
     fn cap_len(&self) -> u32 {
-        self.len
+        (self.len)()
     }
     #[inline(always)]
     fn load<const N: usize>(&self, off: u32) -> Option<[u8; N]> {
@@ -237,7 +263,8 @@ impl Frame for SkbFrame {
     }
 }
 
-/// Parses, filters and emits one frame. Never fails: every outcome is counted.
+/// Each program parses, filters and emits one frame. It never fails: every
+/// outcome is counted.
 ///
 /// The fast path: the headers are parsed through direct packet access on the
 /// linear area, which nearly always holds them all, and a frame that leaves
@@ -245,12 +272,6 @@ impl Frame for SkbFrame {
 /// other frame, and any whose headers go past the linear area, takes the
 /// full path through the helpers from the start, as if the fast path had
 /// not run.
-#[inline(always)]
-fn trace<F: Frame>(linear: &LinearFrame, frame: &F, ifindex: u32, direction: Direction) {
-    if !done_on_fast_path(linear) {
-        trace_full(frame, ifindex, direction);
-    }
-}
 
 /// True when the frame leaves no record and was counted. Its decisions are
 /// those of [`trace_full`] on the same bytes: a parse that did not read past
@@ -260,16 +281,16 @@ fn trace<F: Frame>(linear: &LinearFrame, frame: &F, ifindex: u32, direction: Dir
 /// verifier, which walks every path, adds the cost of this parse to that of
 /// the full path instead of multiplying them.
 #[inline(always)]
-fn done_on_fast_path(linear: &LinearFrame) -> bool {
+fn done_on_fast_path<L: Fn() -> u32>(linear: &LinearFrame<L>) -> bool {
     let parsed = parse_headers(linear, LinkType::Ethernet);
     if linear.incomplete.get() {
         return false;
     }
-    let Some(cfg) = CONFIG.get(0) else { return false };
+    let cfg = filter();
     let Some(stats) = stats() else { return false };
     match parsed {
         Ok(h) => {
-            if matches_endpoints(&h, cfg, PORTS.get(0)) && (cfg.track_states != 0 || matches_flags(&h, cfg)) {
+            if matches_endpoints(&h, &cfg, Some(ports())) && (cfg.track_states != 0 || matches_flags(&h, &cfg)) {
                 return false;
             }
             bump(stats, counter::FRAMES);
@@ -306,13 +327,13 @@ fn trace_full<F: Frame>(frame: &F, ifindex: u32, direction: Direction) {
         }
     };
     bump(stats, counter::TCP);
-    let Some(cfg) = CONFIG.get(0) else { return };
-    if !matches_endpoints(&headers, cfg, PORTS.get(0)) {
+    let cfg = filter();
+    if !matches_endpoints(&headers, &cfg, Some(ports())) {
         return;
     }
     // The connection map is only needed when the flag filter hides segments;
     // shown segments update it too, so that it knows every SYN and FIN.
-    let shown = matches_flags(&headers, cfg);
+    let shown = matches_flags(&headers, &cfg);
     let relevant = cfg.track_states != 0 && track(frame, &headers);
     let kind = if shown {
         bump(stats, counter::MATCHED);
@@ -400,19 +421,24 @@ fn track<F: Frame>(frame: &F, h: &Headers) -> bool {
 
 #[xdp]
 pub fn tcptrace_xdp(ctx: XdpContext) -> u32 {
-    let len = unsafe { bpf_xdp_get_buff_len(ctx.ctx) } as u32;
-    let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
-    let linear = LinearFrame { data: ctx.data(), data_end: ctx.data_end(), len, incomplete: Default::default() };
-    trace(&linear, &XdpFrame { ctx: ctx.ctx, len }, ifindex, Direction::Ingress);
+    let xdp = ctx.ctx;
+    // SAFETY: the program's own context.
+    let buff_len = || unsafe { bpf_xdp_get_buff_len(xdp) } as u32;
+    if !done_on_fast_path(&LinearFrame::new(ctx.data(), ctx.data_end(), buff_len)) {
+        let ifindex = unsafe { (*xdp).ingress_ifindex };
+        trace_full(&XdpFrame { ctx: xdp, len: buff_len() }, ifindex, Direction::Ingress);
+    }
     xdp_action::XDP_PASS
 }
 
 #[inline(always)]
 fn tc(ctx: &TcContext, direction: Direction) -> i32 {
     let skb = ctx.skb.skb;
-    let (len, ifindex) = unsafe { ((*skb).len, (*skb).ifindex) };
-    let linear = LinearFrame { data: ctx.data(), data_end: ctx.data_end(), len, incomplete: Default::default() };
-    trace(&linear, &SkbFrame { skb, len }, ifindex, direction);
+    let len = unsafe { (*skb).len };
+    if !done_on_fast_path(&LinearFrame::new(ctx.data(), ctx.data_end(), || len)) {
+        let ifindex = unsafe { (*skb).ifindex };
+        trace_full(&SkbFrame { skb, len }, ifindex, direction);
+    }
     TC_ACT_UNSPEC
 }
 

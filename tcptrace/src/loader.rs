@@ -3,7 +3,7 @@
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray, RingBuf},
+    maps::{MapData, PerCpuArray, RingBuf},
     programs::{ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode, links::LinkError},
 };
 use tcptrace_common::{
@@ -139,18 +139,14 @@ impl Tracer {
         ports: &PortBitmap,
         sizes: Sizes,
     ) -> Result<Self, LoadError> {
+        // The filter goes into the object's read-only data (FILTER,
+        // PORT_SET): the verifier then knows it and drops what it rules out.
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("EVENTS", sizes.ring_buffer)
             .map_max_entries("CONNS", sizes.conn_table)
+            .override_global("FILTER", filter, true)
+            .override_global("PORT_SET", ports, true)
             .load(object)?;
-        {
-            let mut cfg: Array<_, FilterConfig> = map_mut(&mut ebpf, "CONFIG")?;
-            cfg.set(0, filter, 0).map_err(|source| LoadError::Map { name: "CONFIG", source })?;
-        }
-        {
-            let mut p: Array<_, PortBitmap> = map_mut(&mut ebpf, "PORTS")?;
-            p.set(0, ports, 0).map_err(|source| LoadError::Map { name: "PORTS", source })?;
-        }
         let stats = take_map(&mut ebpf, "STATS")?;
         Ok(Self { ebpf, stats, sizes, attached: Vec::new(), links: Vec::new() })
     }
@@ -289,14 +285,6 @@ impl Tracer {
         // at the map's size.
         Ok((conns.keys().take_while(Result::is_ok).count() as u64).min(u64::from(self.sizes.conn_table)))
     }
-}
-
-fn map_mut<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<T, LoadError>
-where
-    T: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
-{
-    let map = ebpf.map_mut(name).ok_or(LoadError::MissingMap(name))?;
-    T::try_from(map).map_err(|source| LoadError::Map { name, source })
 }
 
 fn take_map<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, LoadError>
