@@ -38,21 +38,26 @@ static FILTER: FilterConfig =
 #[unsafe(no_mangle)]
 static PORT_SET: PortBitmap = PortBitmap::empty();
 
-/// The filter as the loader wrote it (a volatile read: LLVM must not use the
-/// initialiser above).
+/// `r`, through a pointer LLVM cannot see the origin of: it must read the
+/// static's bytes as the loader wrote them, not its initialiser above, and
+/// only the fields it uses.
 #[inline(always)]
-fn filter() -> FilterConfig {
-    // SAFETY: reading a static.
-    unsafe { core::ptr::read_volatile(&FILTER) }
-}
-
-/// The traced ports, through a pointer LLVM cannot see the origin of, for
-/// the same reason (a copy of the 8 KiB bitmap is out of the question).
-#[inline(always)]
-fn ports() -> &'static PortBitmap {
-    let p: *const PortBitmap = &PORT_SET;
+fn loader_written<T>(r: &'static T) -> &'static T {
+    let p: *const T = r;
     // SAFETY: reading a local; the pointer is to a static.
     unsafe { &*core::ptr::read_volatile(&p) }
+}
+
+/// The filter as the loader wrote it.
+#[inline(always)]
+fn filter() -> &'static FilterConfig {
+    loader_written(&FILTER)
+}
+
+/// The traced ports as the loader wrote them.
+#[inline(always)]
+fn ports() -> &'static PortBitmap {
+    loader_written(&PORT_SET)
 }
 
 /// What the kernel remembers of each connection on the traced ports, to send
@@ -290,7 +295,7 @@ fn done_on_fast_path<L: Fn() -> u32>(linear: &LinearFrame<L>) -> bool {
     let Some(stats) = stats() else { return false };
     match parsed {
         Ok(h) => {
-            if matches_endpoints(&h, &cfg, Some(ports())) && (cfg.track_states != 0 || matches_flags(&h, &cfg)) {
+            if matches_endpoints(&h, cfg, Some(ports())) && (cfg.track_states != 0 || matches_flags(&h, cfg)) {
                 return false;
             }
             bump(stats, counter::FRAMES);
@@ -328,12 +333,12 @@ fn trace_full<F: Frame>(frame: &F, ifindex: u32, direction: Direction) {
     };
     bump(stats, counter::TCP);
     let cfg = filter();
-    if !matches_endpoints(&headers, &cfg, Some(ports())) {
+    if !matches_endpoints(&headers, cfg, Some(ports())) {
         return;
     }
     // The connection map is only needed when the flag filter hides segments;
     // shown segments update it too, so that it knows every SYN and FIN.
-    let shown = matches_flags(&headers, &cfg);
+    let shown = matches_flags(&headers, cfg);
     let relevant = cfg.track_states != 0 && track(frame, &headers);
     let kind = if shown {
         bump(stats, counter::MATCHED);
