@@ -130,9 +130,11 @@ enum IngressLink {
 
 impl Tracer {
     /// Creates the maps from `object` (normally [`crate::ebpf::OBJECT`]) with
-    /// the given filter and sizes. Programs are loaded (verified) when first
-    /// used: the verifier takes about a second per program, so the XDP
-    /// program is only loaded when XDP is attached. Nothing is attached yet.
+    /// the given filter and sizes; the filter goes into the object's
+    /// read-only data, so the verifier knows it. Programs are loaded
+    /// (verified) when first used: the verifier takes up to half a second per
+    /// program, so the XDP program is only loaded when XDP is attached.
+    /// Nothing is attached yet.
     pub fn load(
         object: &[u8],
         filter: &FilterConfig,
