@@ -406,14 +406,14 @@ impl Formatter {
             }
             // No payload: the datagram is the IPv6 header alone.
             snap = snap.min(40);
-            self.tcp(r, s, &src, &dst, true, 0, snap.saturating_sub(l4));
+            self.tcp(r, s, src, dst, true, 0, snap.saturating_sub(l4));
             return;
         }
         if len < l4 {
             s.push_str(" [|ip6]");
             return;
         }
-        self.tcp(r, s, &src, &dst, exts.is_empty(), len - l4, snap.saturating_sub(l4));
+        self.tcp(r, s, src, dst, exts.is_empty(), len - l4, snap.saturating_sub(l4));
     }
 
     /// `tcp_print`: `length` is the TCP segment length the IP header gives,
