@@ -83,11 +83,8 @@ pub fn prog_ids_of(pid: u32, prog_type: u32) -> Vec<u32> {
         }
         let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", e.file_name().to_string_lossy()))
             .unwrap_or_default();
-        let field = |name: &str| {
-            info.lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().parse::<u32>().ok())
-        };
+        let field =
+            |name: &str| info.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse::<u32>().ok());
         if field("prog_type:") == Some(prog_type)
             && let Some(id) = field("prog_id:")
         {

@@ -23,16 +23,27 @@ pub const PORT: u16 = 8080;
 /// Accepts connections in namespace `ns` and closes each once the client has
 /// closed (the client closes first, so TIME_WAIT is on its side). Returns a
 /// stop flag and the threads.
-pub fn server(ns: &str, addr: SocketAddr, threads: usize) -> Result<(Arc<AtomicBool>, Vec<std::thread::JoinHandle<()>>)> {
+pub fn server(
+    ns: &str,
+    addr: SocketAddr,
+    threads: usize,
+) -> Result<(Arc<AtomicBool>, Vec<std::thread::JoinHandle<()>>)> {
     let stop = Arc::new(AtomicBool::new(false));
-    let listener = in_ns(ns, move || TcpListener::bind(addr)).join().expect("bind thread")
+    let listener = in_ns(ns, move || TcpListener::bind(addr))
+        .join()
+        .expect("bind thread")
         .with_context(|| format!("bind {addr}"))?;
     // accept() gives up after 100 ms so that the threads see the stop flag.
     let tv = libc::timeval { tv_sec: 0, tv_usec: 100_000 };
     // SAFETY: setting a timeval socket option on a valid socket.
     unsafe {
-        libc::setsockopt(listener.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(), std::mem::size_of::<libc::timeval>() as u32);
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as u32,
+        );
     }
     let listener = Arc::new(listener);
     let mut hs = Vec::new();

@@ -10,8 +10,8 @@ mod frames;
 
 mod bpf;
 mod bulk;
-mod churn;
 mod ceiling;
+mod churn;
 mod kernel;
 mod offline;
 mod util;
@@ -46,7 +46,9 @@ fn parse() -> Result<Opts> {
                 println!("{}: {} frames, {} IPv4 and {} IPv6 hosts", path.display(), c.frames, c.hosts4, c.hosts6);
                 std::process::exit(0);
             }
-            _ => bail!("unknown argument {a}\nusage: tcptrace-bench --tcptrace PATH [--only kernel,offline,churn,bulk,ceiling] [--runs N] [--quick]"),
+            _ => bail!(
+                "unknown argument {a}\nusage: tcptrace-bench --tcptrace PATH [--only kernel,offline,churn,bulk,ceiling] [--runs N] [--quick]"
+            ),
         }
     }
     if o.tcptrace.as_os_str().is_empty() {
@@ -94,19 +96,30 @@ fn run(o: &Opts, want: &dyn Fn(&str) -> bool, dir: &std::path::Path) -> Result<(
     }
     if want("offline") {
         let frames = if o.quick { 200_000 } else { 1_000_000 };
-        println!("\n## 2. Offline formatting: tcptrace -r X -n --no-states vs tcpdump -n -r X tcp (CPU time, median of {runs})\n");
-        println!("| IPv4 hosts | IPv6 hosts | frames | tcptrace pkt/s | tcpdump pkt/s | ratio | tcptrace ns/pkt | target | |");
+        println!(
+            "\n## 2. Offline formatting: tcptrace -r X -n --no-states vs tcpdump -n -r X tcp (CPU time, median of {runs})\n"
+        );
+        println!(
+            "| IPv4 hosts | IPv6 hosts | frames | tcptrace pkt/s | tcpdump pkt/s | ratio | tcptrace ns/pkt | target | |"
+        );
         println!("|---:|---:|---:|---:|---:|---:|---:|---:|---|");
         let mut per_pkt = Vec::new();
         for clients in [190u32, 89_990] {
             let r = offline::run(&o.tcptrace, dir, frames, clients, runs)?;
             let (a, b) = (r.cap.frames as f64 / r.tcptrace_cpu, r.cap.frames as f64 / r.tcpdump_cpu);
             let ratio = a / b;
-            let (t, ok) = if clients < 1000 { (">= 5x".to_string(), pass(ratio >= 5.0)) } else { ("flat".to_string(), "") };
+            let (t, ok) =
+                if clients < 1000 { (">= 5x".to_string(), pass(ratio >= 5.0)) } else { ("flat".to_string(), "") };
             per_pkt.push(1e9 / a);
             println!(
                 "| {} | {} | {} | {:.0} | {:.0} | {:.2}x | {:.0} | {t} | {ok} |",
-                r.cap.hosts4, r.cap.hosts6, r.cap.frames, a, b, ratio, 1e9 / a
+                r.cap.hosts4,
+                r.cap.hosts6,
+                r.cap.frames,
+                a,
+                b,
+                ratio,
+                1e9 / a
             );
             println!(
                 "<!-- {} connections, {} MB; wall medians: tcptrace {:.3}s, tcpdump {:.3}s -->",
@@ -118,7 +131,10 @@ fn run(o: &Opts, want: &dyn Fn(&str) -> bool, dir: &std::path::Path) -> Result<(
         }
         if per_pkt.len() == 2 {
             let g = per_pkt[1] / per_pkt[0];
-            println!("\ncost per packet at many hosts / at few hosts: {g:.2} (flat means <= 1.10: {})", pass(g <= 1.10));
+            println!(
+                "\ncost per packet at many hosts / at few hosts: {g:.2} (flat means <= 1.10: {})",
+                pass(g <= 1.10)
+            );
         }
     }
     if want("churn") {
@@ -183,7 +199,8 @@ fn run(o: &Opts, want: &dyn Fn(&str) -> bool, dir: &std::path::Path) -> Result<(
         println!("|---|---:|---:|---:|---|");
         for (i, w) in whos.iter().enumerate() {
             let m = median(&res[i]);
-            let (t, ok) = if *w == bulk::Who::Tcptrace("auto") { (">= 0.97", pass(m / none >= 0.97)) } else { ("", "") };
+            let (t, ok) =
+                if *w == bulk::Who::Tcptrace("auto") { (">= 0.97", pass(m / none >= 0.97)) } else { ("", "") };
             println!("| {} | {:.2} | {:.3} | {t} | {ok} |", w.name(), m / 1e9, m / none);
         }
     }
@@ -215,7 +232,11 @@ fn run(o: &Opts, want: &dyn Fn(&str) -> bool, dir: &std::path::Path) -> Result<(
             best.push(ok_rate);
         }
         let m = median(&best);
-        println!("\nhighest lossless rate (median of {n}): {:.2}M records/s (target >= 1M: {})", m / 1e6, pass(m >= 1e6));
+        println!(
+            "\nhighest lossless rate (median of {n}): {:.2}M records/s (target >= 1M: {})",
+            m / 1e6,
+            pass(m >= 1e6)
+        );
     }
     Ok(())
 }

@@ -64,7 +64,13 @@ pub fn generate(path: &Path, min_frames: u64, clients4: u32) -> Result<Capture> 
             let s = [192, 168, 0, (conns % 10) as u8 + 1];
             (c.to_vec(), s.to_vec())
         };
-        if v6 { h6.insert(c.clone()); h6.insert(s.clone()); } else { h4.insert(c.clone()); h4.insert(s.clone()); }
+        if v6 {
+            h6.insert(c.clone());
+            h6.insert(s.clone());
+        } else {
+            h4.insert(c.clone());
+            h4.insert(s.clone());
+        }
         let cport = 1024 + (rng.below(64000) as u16);
         let sport = server_ports[(conns % server_ports.len() as u64) as usize];
         let (mut cseq, mut sseq) = (rng.next_u64() as u32, rng.next_u64() as u32);
@@ -82,14 +88,31 @@ pub fn generate(path: &Path, min_frames: u64, clients4: u32) -> Result<Capture> 
         synack[12..16].copy_from_slice(&tsval.to_be_bytes());
         let base = Tcp { sport: cport, dport: sport, win: 64240, ..Tcp::default() };
         segs.push((true, Tcp { flags: SYN, seq: cseq, options: syn, ..base.clone() }));
-        segs.push((false, Tcp { flags: SYN | ACK, seq: sseq, ack: cseq + 1, options: synack, win: 65160, ..base.clone() }));
+        segs.push((
+            false,
+            Tcp { flags: SYN | ACK, seq: sseq, ack: cseq + 1, options: synack, win: 65160, ..base.clone() },
+        ));
         cseq += 1;
         sseq += 1;
-        segs.push((true, Tcp { flags: ACK, seq: cseq, ack: sseq, options: ts(tsval + 1, tsval + 7), win: 502, ..base.clone() }));
+        segs.push((
+            true,
+            Tcp { flags: ACK, seq: cseq, ack: sseq, options: ts(tsval + 1, tsval + 7), win: 502, ..base.clone() },
+        ));
         for _ in 0..1 + rng.below(3) {
             let req = 40 + rng.below(300) as u32;
             let resp = 100 + rng.below(1300) as u32;
-            segs.push((true, Tcp { flags: PSH | ACK, seq: cseq, ack: sseq, options: ts(tsval + 2, tsval + 7), payload: vec![0; req as usize], win: 502, ..base.clone() }));
+            segs.push((
+                true,
+                Tcp {
+                    flags: PSH | ACK,
+                    seq: cseq,
+                    ack: sseq,
+                    options: ts(tsval + 2, tsval + 7),
+                    payload: vec![0; req as usize],
+                    win: 502,
+                    ..base.clone()
+                },
+            ));
             cseq += req;
             let mut o = ts(tsval + 9, tsval + 2);
             if rng.below(8) == 0 {
@@ -98,15 +121,56 @@ pub fn generate(path: &Path, min_frames: u64, clients4: u32) -> Result<Capture> 
                 o.extend((cseq + 100).to_be_bytes());
                 o.extend((cseq + 200).to_be_bytes());
             }
-            segs.push((false, Tcp { flags: PSH | ACK, seq: sseq, ack: cseq, options: o, payload: vec![0; resp as usize], win: 509, ..base.clone() }));
+            segs.push((
+                false,
+                Tcp {
+                    flags: PSH | ACK,
+                    seq: sseq,
+                    ack: cseq,
+                    options: o,
+                    payload: vec![0; resp as usize],
+                    win: 509,
+                    ..base.clone()
+                },
+            ));
             sseq += resp;
         }
         if rng.below(25) == 0 {
             segs.push((true, Tcp { flags: RST | ACK, seq: cseq, ack: sseq, win: 0, ..base.clone() }));
         } else {
-            segs.push((true, Tcp { flags: FIN | ACK, seq: cseq, ack: sseq, options: ts(tsval + 11, tsval + 9), win: 502, ..base.clone() }));
-            segs.push((false, Tcp { flags: FIN | ACK, seq: sseq, ack: cseq + 1, options: ts(tsval + 12, tsval + 11), win: 509, ..base.clone() }));
-            segs.push((true, Tcp { flags: ACK, seq: cseq + 1, ack: sseq + 1, options: ts(tsval + 13, tsval + 12), win: 502, ..base.clone() }));
+            segs.push((
+                true,
+                Tcp {
+                    flags: FIN | ACK,
+                    seq: cseq,
+                    ack: sseq,
+                    options: ts(tsval + 11, tsval + 9),
+                    win: 502,
+                    ..base.clone()
+                },
+            ));
+            segs.push((
+                false,
+                Tcp {
+                    flags: FIN | ACK,
+                    seq: sseq,
+                    ack: cseq + 1,
+                    options: ts(tsval + 12, tsval + 11),
+                    win: 509,
+                    ..base.clone()
+                },
+            ));
+            segs.push((
+                true,
+                Tcp {
+                    flags: ACK,
+                    seq: cseq + 1,
+                    ack: sseq + 1,
+                    options: ts(tsval + 13, tsval + 12),
+                    win: 502,
+                    ..base.clone()
+                },
+            ));
         }
         tsval = tsval.wrapping_add(20);
         for (from_client, mut seg) in segs {
@@ -118,7 +182,11 @@ pub fn generate(path: &Path, min_frames: u64, clients4: u32) -> Result<Capture> 
             let frame = if v6 {
                 frames::ethernet(0x86dd, &[], &frames::ipv6(src[..].try_into()?, dst[..].try_into()?, &[], 6, &l4))
             } else {
-                frames::ethernet(0x0800, &[], &frames::ipv4(src[..].try_into()?, dst[..].try_into()?, 6, 0x4000, &[], &l4))
+                frames::ethernet(
+                    0x0800,
+                    &[],
+                    &frames::ipv4(src[..].try_into()?, dst[..].try_into()?, 6, 0x4000, &[], &l4),
+                )
             };
             t_us += 1 + rng.below(40);
             w.write_all(&((t_us / 1_000_000) as u32).to_le_bytes())?;

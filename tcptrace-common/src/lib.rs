@@ -10,5 +10,5 @@ pub mod record;
 pub mod decode;
 
 pub use filter::{FilterConfig, PortBitmap};
-pub use parse::{Frame, Headers, LinkType, SliceFrame, Skip, fill_record, parse_frame, parse_headers};
+pub use parse::{Frame, Headers, LinkType, Skip, SliceFrame, fill_record, parse_frame, parse_headers};
 pub use record::{Direction, Malformed, PacketRecord, RecordKind};

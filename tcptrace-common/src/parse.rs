@@ -253,9 +253,7 @@ pub fn parse_headers<F: Frame>(f: &F, link_type: LinkType) -> Result<Headers, Sk
                 }
                 let chain = Skip::Malformed(Malformed::Ip6ExtChain);
                 let ext: [u8; 4] = match nh {
-                    IPV6_HOPOPTS | IPV6_ROUTING | IPV6_DSTOPTS | IPV6_FRAGMENT => {
-                        f.load(l3 + off).ok_or(chain)?
-                    }
+                    IPV6_HOPOPTS | IPV6_ROUTING | IPV6_DSTOPTS | IPV6_FRAGMENT => f.load(l3 + off).ok_or(chain)?,
                     _ => return Err(Skip::NotTcp),
                 };
                 if i < MAX_EXT {

@@ -9,7 +9,7 @@
 #![no_main]
 
 use aya_ebpf::{
-    bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_UNSPEC, xdp_action, xdp_md, __sk_buff},
+    bindings::{__sk_buff, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_UNSPEC, xdp_action, xdp_md},
     helpers::{bpf_ktime_get_boot_ns, bpf_skb_load_bytes, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
     macros::{classifier, map, xdp},
     maps::{LruHashMap, PerCpuArray, RingBuf},
@@ -31,8 +31,7 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
 /// before the programs are loaded. No map lookup reads it, and the verifier
 /// knows its values: the branches they rule out cost nothing at run time.
 #[unsafe(no_mangle)]
-static FILTER: FilterConfig =
-    FilterConfig { flag_mask: 0, family: 0, use_ports: 0, track_states: 0, _pad: [0; 3] };
+static FILTER: FilterConfig = FilterConfig { flag_mask: 0, family: 0, use_ports: 0, track_states: 0, _pad: [0; 3] };
 
 /// The traced ports, when `FILTER.use_ports` is set (read-only data too).
 #[unsafe(no_mangle)]

@@ -90,8 +90,7 @@ pub fn open(path: &Path) -> Result<CaptureReader<Box<dyn Read>>, CaptureError> {
     let r: Box<dyn Read> = if path.as_os_str() == "-" {
         Box::new(BufReader::new(io::stdin()))
     } else {
-        let f = File::open(path)
-            .map_err(|error| CaptureError::Open { error })?;
+        let f = File::open(path).map_err(|error| CaptureError::Open { error })?;
         Box::new(BufReader::with_capacity(1 << 16, f))
     };
     CaptureReader::new(r)
@@ -226,9 +225,7 @@ impl<R: Read> CaptureReader<R> {
     }
 
     fn next_pcap(&mut self) -> Result<Option<Packet>, CaptureError> {
-        let Format::Pcap { swapped, nanos, hdr_len, lengths, link, snap } = self.format else {
-            unreachable!()
-        };
+        let Format::Pcap { swapped, nanos, hdr_len, lengths, link, snap } = self.format else { unreachable!() };
         let at = self.offset;
         let mut hdr = [0u8; 24];
         let hdr = &mut hdr[..hdr_len];
@@ -329,7 +326,10 @@ impl<R: Read> CaptureReader<R> {
                 };
                 let total = u32_at(&head[4..], big);
                 if total < 28 || !total.is_multiple_of(4) || total > MAX_BLOCK {
-                    return Err(CaptureError::Bad { offset: at, what: format!("bad section header block length {total}") });
+                    return Err(CaptureError::Bad {
+                        offset: at,
+                        what: format!("bad section header block length {total}"),
+                    });
                 }
                 self.skip(total as u64 - 12, "section header block")?;
                 self.format = Format::Pcapng { big_endian: big, ifaces: Vec::new() };
@@ -438,7 +438,10 @@ impl<R: Read> CaptureReader<R> {
             return Err(CaptureError::Bad { offset: at, what: format!("packet on unknown interface {iface}") });
         };
         if caplen as usize > body.len() - data_off {
-            return Err(CaptureError::Bad { offset: at, what: format!("captured length {caplen} runs past the block") });
+            return Err(CaptureError::Bad {
+                offset: at,
+                what: format!("captured length {caplen} runs past the block"),
+            });
         }
         if caplen > MAX_SNAPLEN {
             return Err(CaptureError::Bad {

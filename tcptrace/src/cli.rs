@@ -239,7 +239,15 @@ mod tests {
     #[test]
     fn service_options() {
         let a = Args::try_parse_from([
-            "tcptrace", "--metrics", "127.0.0.1:9464", "--stats-interval", "10", "--max-connections", "100", "--log-level", "debug",
+            "tcptrace",
+            "--metrics",
+            "127.0.0.1:9464",
+            "--stats-interval",
+            "10",
+            "--max-connections",
+            "100",
+            "--log-level",
+            "debug",
         ])
         .unwrap();
         assert_eq!(a.metrics, Some("127.0.0.1:9464".parse().unwrap()));
@@ -267,7 +275,8 @@ mod tests {
             assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict, "{extra:?}");
         }
         // Defaults do not conflict; -w, filters and formats go with -r.
-        Args::try_parse_from(["tcptrace", "-r", "x", "-w", "y", "--port", "80", "--flags", "S", "-c", "3", "--json"]).unwrap();
+        Args::try_parse_from(["tcptrace", "-r", "x", "-w", "y", "--port", "80", "--flags", "S", "-c", "3", "--json"])
+            .unwrap();
     }
 
     #[test]

@@ -29,12 +29,7 @@ pub fn rfc3339(ns: i128) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z", rem / 3600, (rem / 60) % 60, rem % 60)
 }
 
 /// Proleptic Gregorian date of a day count since 1970-01-01 (Howard
@@ -53,17 +48,15 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 fn ip(family: u8, a: &[u8; 16]) -> IpAddr {
-    if family == 4 {
-        IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))
-    } else {
-        IpAddr::V6(Ipv6Addr::from(*a))
-    }
+    if family == 4 { IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3])) } else { IpAddr::V6(Ipv6Addr::from(*a)) }
 }
 
 /// tcpdump's flag letters, `none` when there are none.
 fn flag_letters(f: u16) -> String {
     let mut s = String::new();
-    for (bit, c) in [(0x01, 'F'), (0x02, 'S'), (0x04, 'R'), (0x08, 'P'), (0x10, '.'), (0x20, 'U'), (0x40, 'E'), (0x80, 'W')] {
+    for (bit, c) in
+        [(0x01, 'F'), (0x02, 'S'), (0x04, 'R'), (0x08, 'P'), (0x10, '.'), (0x20, 'U'), (0x40, 'E'), (0x80, 'W')]
+    {
         if f & bit != 0 {
             s.push(c);
         }
@@ -364,7 +357,13 @@ mod tests {
 
     #[test]
     fn stats_object() {
-        let mut s = crate::stats::Snapshot { captured: 7, tracked: 2, max_tracked: 65536, kernel_conns: Some(1), ..Default::default() };
+        let mut s = crate::stats::Snapshot {
+            captured: 7,
+            tracked: 2,
+            max_tracked: 65536,
+            kernel_conns: Some(1),
+            ..Default::default()
+        };
         s.kernel.matched = 9;
         s.kernel.conn_new = 5;
         s.kernel.conn_closed = 3;

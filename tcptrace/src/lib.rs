@@ -1,18 +1,18 @@
 //! tcptrace: loader, formatter and capture-file reader.
 
+pub mod caps;
 pub mod capture;
 pub mod cli;
 pub mod ebpf;
 pub mod filter;
 pub mod format;
 pub mod ifaces;
-pub mod loader;
-pub mod names;
-pub mod caps;
-pub mod offline;
 pub mod json;
 pub mod live;
+pub mod loader;
 pub mod metrics;
+pub mod names;
+pub mod offline;
 pub mod output;
 pub mod pcap;
 pub mod pipeline;

@@ -98,7 +98,9 @@ fn drain_ring(rb: &mut RingBuf<MapData>, pipe: &mut Pipeline<BoxWrite<'static>>)
 }
 
 /// The next scrape of `--metrics`, if it is on (never ready otherwise).
-async fn next_scrape(scrapes: &mut Option<tokio::sync::mpsc::Receiver<crate::metrics::Scrape>>) -> Option<crate::metrics::Scrape> {
+async fn next_scrape(
+    scrapes: &mut Option<tokio::sync::mpsc::Receiver<crate::metrics::Scrape>>,
+) -> Option<crate::metrics::Scrape> {
     match scrapes {
         Some(r) => r.recv().await,
         None => std::future::pending().await,
@@ -150,8 +152,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
         None => None,
     };
     let sizes = loader::Sizes { ring_buffer: args.buffer_size, conn_table: args.conn_table_size };
-    let mut tracer = Tracer::load(crate::ebpf::OBJECT, &filter, &ports, sizes)
-        .map_err(crate::privilege_hint)?;
+    let mut tracer = Tracer::load(crate::ebpf::OBJECT, &filter, &ports, sizes).map_err(crate::privilege_hint)?;
     for iface in &ifaces {
         let hook = tracer.attach(iface, args.attach).map_err(crate::privilege_hint)?;
         eprintln!("tcptrace: {}", listening(iface, hook));

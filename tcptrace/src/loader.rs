@@ -135,12 +135,7 @@ impl Tracer {
     /// (verified) when first used: the verifier takes up to half a second per
     /// program, so the XDP program is only loaded when XDP is attached.
     /// Nothing is attached yet.
-    pub fn load(
-        object: &[u8],
-        filter: &FilterConfig,
-        ports: &PortBitmap,
-        sizes: Sizes,
-    ) -> Result<Self, LoadError> {
+    pub fn load(object: &[u8], filter: &FilterConfig, ports: &PortBitmap, sizes: Sizes) -> Result<Self, LoadError> {
         // The filter goes into the object's read-only data (FILTER,
         // PORT_SET): the verifier then knows it and drops what it rules out.
         let mut ebpf = EbpfLoader::new()
@@ -220,10 +215,7 @@ impl Tracer {
     where
         &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
     {
-        let prog = self
-            .ebpf
-            .program_mut(name)
-            .ok_or(LoadError::Program { name, source: ProgramError::NotLoaded })?;
+        let prog = self.ebpf.program_mut(name).ok_or(LoadError::Program { name, source: ProgramError::NotLoaded })?;
         if prog.fd().is_err() {
             let res = match &mut *prog {
                 aya::programs::Program::Xdp(p) => p.load(),

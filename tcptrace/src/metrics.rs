@@ -43,10 +43,8 @@ pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// Prometheus' classic text format from OpenMetrics text: a counter's
 /// `HELP` and `TYPE` name its `_total` sample, and there is no `# EOF`.
 pub fn to_text_format(openmetrics: &str) -> String {
-    let counters: std::collections::HashSet<&str> = openmetrics
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
-        .collect();
+    let counters: std::collections::HashSet<&str> =
+        openmetrics.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect();
     let mut out = String::with_capacity(openmetrics.len());
     for line in openmetrics.lines() {
         if line == "# EOF" {
@@ -163,7 +161,11 @@ impl Metrics {
         };
         let r = &mut m.registry;
         let e = &m.events;
-        r.register("packets_captured", "Packets printed (or written with -w): tcpdump's \"packets captured\"", e.packets.clone());
+        r.register(
+            "packets_captured",
+            "Packets printed (or written with -w): tcpdump's \"packets captured\"",
+            e.packets.clone(),
+        );
         r.register("packets_by_flag", "Captured packets carrying each TCP flag", e.packets_by_flag.clone());
         r.register("state_transitions", "Endpoint state transitions, by old and new state", e.transitions.clone());
         r.register(
@@ -181,20 +183,44 @@ impl Metrics {
             "Kernel program counters by stage: frames seen, tcp segments, matched by the filter (\"received by filter\"), emitted to the ring buffer, state-only records, later IP fragments",
             m.kernel.clone(),
         );
-        r.register("ringbuf_dropped", "Records lost because the ring buffer was full (\"dropped by kernel\")", m.ringbuf_dropped.clone());
+        r.register(
+            "ringbuf_dropped",
+            "Records lost because the ring buffer was full (\"dropped by kernel\")",
+            m.ringbuf_dropped.clone(),
+        );
         r.register("malformed_packets", "Packets the kernel found malformed, by reason", m.malformed.clone());
         r.register("kernel_connections", "Entries in the kernel connection map", m.kernel_conns.clone());
-        r.register("kernel_connection_table_size", "Capacity of the kernel connection map (--conn-table-size)", m.kernel_conn_table_size.clone());
-        r.register("kernel_connections_entered", "Connections entered into the kernel connection map", m.kernel_conn_entered.clone());
-        r.register("kernel_connections_closed", "Connections removed from the kernel connection map when they ended", m.kernel_conn_closed.clone());
+        r.register(
+            "kernel_connection_table_size",
+            "Capacity of the kernel connection map (--conn-table-size)",
+            m.kernel_conn_table_size.clone(),
+        );
+        r.register(
+            "kernel_connections_entered",
+            "Connections entered into the kernel connection map",
+            m.kernel_conn_entered.clone(),
+        );
+        r.register(
+            "kernel_connections_closed",
+            "Connections removed from the kernel connection map when they ended",
+            m.kernel_conn_closed.clone(),
+        );
         r.register(
             "kernel_connection_evictions",
             "Connections the kernel connection map dropped to make room (entered - closed - entries)",
             m.kernel_conn_evictions.clone(),
         );
         r.register("connections_tracked", "Connections the userspace state tracker follows", m.tracked.clone());
-        r.register("max_connections", "Capacity of the userspace state tracker (--max-connections)", m.max_tracked.clone());
-        r.register("connection_evictions", "Connections the userspace state tracker dropped to make room", m.user_evictions.clone());
+        r.register(
+            "max_connections",
+            "Capacity of the userspace state tracker (--max-connections)",
+            m.max_tracked.clone(),
+        );
+        r.register(
+            "connection_evictions",
+            "Connections the userspace state tracker dropped to make room",
+            m.user_evictions.clone(),
+        );
         m
     }
 
@@ -305,7 +331,10 @@ pub fn serve(listener: tokio::net::TcpListener) -> mpsc::Receiver<Scrape> {
     rx
 }
 
-async fn respond(req: Request<hyper::body::Incoming>, tx: mpsc::Sender<Scrape>) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+async fn respond(
+    req: Request<hyper::body::Incoming>,
+    tx: mpsc::Sender<Scrape>,
+) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let reply = |status: StatusCode, ctype: &'static str, body: String| {
         let mut r = Response::new(Full::new(Bytes::from(body)));
         *r.status_mut() = status;
@@ -379,7 +408,13 @@ mod tests {
                 }),
             },
         ]);
-        let mut s = Snapshot { kernel_conns: Some(3), kernel_conn_table_size: 64, tracked: 2, max_tracked: 10, ..Default::default() };
+        let mut s = Snapshot {
+            kernel_conns: Some(3),
+            kernel_conn_table_size: 64,
+            tracked: 2,
+            max_tracked: 10,
+            ..Default::default()
+        };
         s.kernel.matched = 10;
         s.kernel.conn_new = 9;
         s.kernel.conn_closed = 4;

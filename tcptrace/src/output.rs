@@ -27,9 +27,8 @@ impl<W: Write> Output<W> {
         if self.closed {
             return Ok(false);
         }
-        let res = self.inner.write_all(line).and_then(|()| {
-            if self.line_buffered { self.inner.flush() } else { Ok(()) }
-        });
+        let res =
+            self.inner.write_all(line).and_then(|()| if self.line_buffered { self.inner.flush() } else { Ok(()) });
         self.check(res)
     }
 

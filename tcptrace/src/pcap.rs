@@ -351,7 +351,8 @@ mod tests {
     }
 
     fn ipv4_syn(ihl: usize) -> Vec<u8> {
-        let mut p = vec![0x40 | (ihl / 4) as u8, 0x10, 0, 0, 0x12, 0x34, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+        let mut p =
+            vec![0x40 | (ihl / 4) as u8, 0x10, 0, 0, 0x12, 0x34, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
         p.resize(ihl, 1);
         let tcp = [
             0x9c, 0x40, 0x00, 0x50, 1, 2, 3, 4, 0, 0, 0, 0, 0x81, 0xc2, 0xfa, 0xf0, 0, 0, 0, 7, 2, 4, 5, 0xb4, 1, 1, 4,

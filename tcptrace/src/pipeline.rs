@@ -111,7 +111,9 @@ impl<W: Write> Pipeline<W> {
         }
         Self {
             fmt: Formatter::new(opts),
-            states: (!args.no_states).then(|| StateLines::new(StateOptions { max_conns: args.max_connections as usize, ..StateOptions::default() })),
+            states: (!args.no_states).then(|| {
+                StateLines::new(StateOptions { max_conns: args.max_connections as usize, ..StateOptions::default() })
+            }),
             out,
             pcap,
             time,
@@ -248,7 +250,14 @@ impl<W: Write> Pipeline<W> {
                 self.fmt.write_packet_link(p.ts, p.link, &p.rec, &mut self.line);
             }
             if let Some(st) = self.states.as_mut() {
-                put_events(st.observe_events(p.ns, &p.rec), &self.fmt, self.time, self.json, self.metrics.as_ref(), &mut self.line);
+                put_events(
+                    st.observe_events(p.ns, &p.rec),
+                    &self.fmt,
+                    self.time,
+                    self.json,
+                    self.metrics.as_ref(),
+                    &mut self.line,
+                );
             }
             self.last_ns = Some(p.ns);
             if !self.line.is_empty() && !self.out.write_line(&self.line)? {

@@ -73,6 +73,10 @@ mod tests {
         s.kernel_conns = Some(5);
         s.user_evictions = 2;
         assert_eq!(s.kernel_evictions(), Some(1));
-        assert!(s.text_line().ends_with(", 3 connections tracked, 2 evicted, 5 in kernel map (1 evicted)"), "{}", s.text_line());
+        assert!(
+            s.text_line().ends_with(", 3 connections tracked, 2 evicted, 5 in kernel map (1 evicted)"),
+            "{}",
+            s.text_line()
+        );
     }
 }

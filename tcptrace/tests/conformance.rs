@@ -113,12 +113,7 @@ fn run_manifest(dir: &Path, manifest: &str, strip_tcp: bool) -> (usize, Vec<Stri
 fn corpus() {
     let (rows, failures) = run_manifest(&corpus_dir(), "MANIFEST.tsv", true);
     assert_eq!(rows, 68, "MANIFEST.tsv should have 68 rows");
-    assert!(
-        failures.is_empty(),
-        "{} of {rows} conformance rows differ:\n\n{}",
-        failures.len(),
-        failures.join("\n\n")
-    );
+    assert!(failures.is_empty(), "{} of {rows} conformance rows differ:\n\n{}", failures.len(), failures.join("\n\n"));
 }
 
 /// Captures made for this repository (`tests/crafted/make_crafted.py`), with
@@ -128,10 +123,5 @@ fn crafted() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/crafted");
     let (rows, failures) = run_manifest(&dir, "CASES.tsv", false);
     assert!(rows > 0);
-    assert!(
-        failures.is_empty(),
-        "{} of {rows} crafted cases differ:\n\n{}",
-        failures.len(),
-        failures.join("\n\n")
-    );
+    assert!(failures.is_empty(), "{} of {rows} crafted cases differ:\n\n{}", failures.len(), failures.join("\n\n"));
 }

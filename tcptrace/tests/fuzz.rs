@@ -216,8 +216,13 @@ fn runner(target: u8, cases: u32) -> TestRunner {
 }
 
 /// Runs `test` on `cases` inputs and reports the count and the slowest case.
-fn fuzz<S: Strategy>(target: u8, name: &str, cases: u32, strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>)
-where
+fn fuzz<S: Strategy>(
+    target: u8,
+    name: &str,
+    cases: u32,
+    strategy: S,
+    test: impl Fn(S::Value) -> Result<(), TestCaseError>,
+) where
     S::Value: std::fmt::Debug,
 {
     let mut r = runner(target, cases);
@@ -431,7 +436,10 @@ fn fuzz_frame_parser() {
         prop_oneof![Just(None), any::<u32>().prop_map(Some), (0u32..64).prop_map(|d| Some(u32::MAX - d))],
         any::<u64>(),
     );
-    let mut fmts: Vec<_> = arg_sets().iter().map(|a| tcptrace::format::Formatter::new(tcptrace::format::FormatOptions::from_args(a))).collect();
+    let mut fmts: Vec<_> = arg_sets()
+        .iter()
+        .map(|a| tcptrace::format::Formatter::new(tcptrace::format::FormatOptions::from_args(a)))
+        .collect();
     let fmts = std::cell::RefCell::new(&mut fmts);
     fuzz(2, "frame parser", 40_000, strategy, |(i, muts, wire, r)| {
         let (_, orig_wire, data) = &frames()[i];
@@ -489,7 +497,15 @@ fn record() -> impl Strategy<Value = (Vec<u8>, Option<Tame>)> {
     ];
     // Half the records get a pooled 4-tuple, state-changing flags and small
     // sequence numbers.
-    let tame = prop::option::of((0..3usize, 0..3usize, 0..3usize, 0..3usize, prop::sample::select(&[0x02u16, 0x12, 0x10, 0x11, 0x04, 0x14, 0x18, 0x01][..]), 0..8u32, 0..8u32));
+    let tame = prop::option::of((
+        0..3usize,
+        0..3usize,
+        0..3usize,
+        0..3usize,
+        prop::sample::select(&[0x02u16, 0x12, 0x10, 0x11, 0x04, 0x14, 0x18, 0x01][..]),
+        0..8u32,
+        0..8u32,
+    ));
     (bytes, tame)
 }
 
@@ -528,7 +544,11 @@ fn fuzz_records_through_pipeline() {
                 ns_base = ns;
             }
             let ts = TimeBase::Realtime.timestamp(ns_base);
-            let li = if link & 1 == 0 { LinkInfo::None } else { LinkInfo::Sll2 { ifindex: link as u32 >> 1, pkttype: link } };
+            let li = if link & 1 == 0 {
+                LinkInfo::None
+            } else {
+                LinkInfo::Sll2 { ifindex: link as u32 >> 1, pkttype: link }
+            };
             pipe.push(ts, ns_base, li, &rec, show).map_err(|e| TestCaseError::fail(e.to_string()))?;
             if link > 250 {
                 pipe.tick(now).map_err(|e| TestCaseError::fail(e.to_string()))?;

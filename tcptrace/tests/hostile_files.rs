@@ -49,11 +49,7 @@ fn run_bytes(name: &str, bytes: &[u8]) -> (String, String, i32) {
 }
 
 fn text(out: Output) -> (String, String, i32) {
-    (
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-        out.status.code().unwrap_or(-1),
-    )
+    (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap(), out.status.code().unwrap_or(-1))
 }
 
 /// Exit status 1 and exactly one message, naming `name` and byte `offset`.

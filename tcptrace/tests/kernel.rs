@@ -11,7 +11,7 @@ use aya::{
 use support::frames::{self, Rng, Tcp};
 use tcptrace::loader::{Counters, Sizes, TC_EGRESS_PROG, TC_INGRESS_PROG, Tracer, XDP_PROG};
 use tcptrace_common::{
-    FilterConfig, LinkType, PacketRecord, PortBitmap, RecordKind, SliceFrame, Skip, parse_frame,
+    FilterConfig, LinkType, PacketRecord, PortBitmap, RecordKind, Skip, SliceFrame, parse_frame,
     record::{Direction, flags},
 };
 
@@ -263,7 +263,6 @@ fn differential_random_frames() {
     assert!(emitted > 6_000, "only {emitted} records from 3 x 10000 runs");
 }
 
-
 /// With a flag filter, segments that change a connection's state but are
 /// hidden by the filter come out as state-only records; others not at all.
 #[test]
@@ -330,7 +329,8 @@ fn state_only_decisions_match_userspace_replay() {
     let mut state_only = 0;
     for i in 0..3000 {
         let flags = choices[rng.below(choices.len() as u64) as usize];
-        let (sport, dport) = if rng.below(2) == 0 { (1000 + rng.below(3) as u16, 80) } else { (80, 1000 + rng.below(3) as u16) };
+        let (sport, dport) =
+            if rng.below(2) == 0 { (1000 + rng.below(3) as u16, 80) } else { (80, 1000 + rng.below(3) as u16) };
         // Small sequence space so that ACKs often hit FINs and SYN-ACKs.
         let tcp = Tcp {
             flags,
@@ -344,12 +344,8 @@ fn state_only_decisions_match_userspace_replay() {
         let frame = frames::ethernet(0x0800, &[], &frames::ipv4(frames::A4, frames::A4, 6, 0, &[], &tcp.bytes()));
         let rec = parse_frame(&SliceFrame::full(&frame), LinkType::Ethernet).unwrap();
         let (key, from) = ConnKey::new(4, &rec.src, sport, &rec.dst, dport);
-        let seg = tcptrace_common::conn::Segment {
-            flags,
-            seq: tcp.seq,
-            ack: tcp.ack,
-            payload: tcp.payload.len() as u32,
-        };
+        let seg =
+            tcptrace_common::conn::Segment { flags, seq: tcp.seq, ack: tcp.ack, payload: tcp.payload.len() as u32 };
         let known = model.contains_key(&key);
         let st = model.entry(key).or_default();
         let want = match step(st, from, &seg) {

@@ -227,7 +227,8 @@ fn two_tracers_on_one_interface() {
     }
     // The same lines; timestamps differ by the microseconds between the two
     // programs' clock reads.
-    let strip = |o: &[String]| o.iter().map(|l| l.split_once(' ').map_or(l.clone(), |x| x.1.to_string())).collect::<Vec<_>>();
+    let strip =
+        |o: &[String]| o.iter().map(|l| l.split_once(' ').map_or(l.clone(), |x| x.1.to_string())).collect::<Vec<_>>();
     assert_eq!(strip(&o1), strip(&o2), "both print the same lines");
     assert_nothing_attached(&pair.a, &pair.if_a, "after both");
 
@@ -241,11 +242,14 @@ fn two_tracers_on_one_interface() {
         assert_eq!(c2, 1, "{e2:?}");
         assert_eq!(e2.len(), 1, "one message: {e2:?}");
         let m = &e2[0];
-        assert_eq!(*m, format!(
-            "tcptrace: attaching to {} (XDP ingress): another XDP program is attached to it \
+        assert_eq!(
+            *m,
+            format!(
+                "tcptrace: attaching to {} (XDP ingress): another XDP program is attached to it \
              (Device or resource busy (os error 16)); --attach tc works alongside it",
-            pair.if_a
-        ));
+                pair.if_a
+            )
+        );
     }
     eprintln!("second XDP tracer: {}", if second_works { "works" } else { "refused with a clear message" });
     connect_once(&pair, to);
@@ -267,7 +271,8 @@ fn interface_deleted_while_tracing() {
         // A fresh veth pair each round (the first round deletes it).
         if attach == "xdp" {
             support::netns::ip(&[
-                "link", "add", &pair.if_a, "netns", &pair.a, "type", "veth", "peer", "name", &pair.if_b, "netns", &pair.b,
+                "link", "add", &pair.if_a, "netns", &pair.a, "type", "veth", "peer", "name", &pair.if_b, "netns",
+                &pair.b,
             ]);
             for (ns, ifc, addr) in [(&pair.a, &pair.if_a, &pair.addr_a), (&pair.b, &pair.if_b, &pair.addr_b)] {
                 support::netns::ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", ifc]);
@@ -333,7 +338,8 @@ fn overload_loses_records_not_traffic() {
     serve(l);
     let port = to.port().to_string();
     for buffer in ["4096", "16384"] {
-        let t = Tracer::start(&pair.a, &["-i", &pair.if_a, "-n", "--no-states", "--port", &port, "--buffer-size", buffer]);
+        let t =
+            Tracer::start(&pair.a, &["-i", &pair.if_a, "-n", "--no-states", "--port", &port, "--buffer-size", buffer]);
         // Standard output is read all along (tcptrace never waits on it).
         let ok = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));

@@ -255,7 +255,13 @@ fn state_lines_same_with_all_packets_or_flag_filter() {
     for (got, want) in conns.iter().zip(&want_conn) {
         assert!(got.contains(want.as_str()), "{got} should contain {want}");
     }
-    for want in ["SYN_SENT -> ESTABLISHED", "SYN_RECEIVED -> ESTABLISHED", "FIN_WAIT_2 -> TIME_WAIT", "LAST_ACK -> CLOSED", "SYN_SENT -> CLOSED (got RST"] {
+    for want in [
+        "SYN_SENT -> ESTABLISHED",
+        "SYN_RECEIVED -> ESTABLISHED",
+        "FIN_WAIT_2 -> TIME_WAIT",
+        "LAST_ACK -> CLOSED",
+        "SYN_SENT -> CLOSED (got RST",
+    ] {
         assert!(a.iter().any(|l| l.contains(want)), "no {want}: {a:#?}");
     }
     // With the filter, only SYN/FIN/RST packet lines.
@@ -272,7 +278,10 @@ fn state_lines_same_with_all_packets_or_flag_filter() {
 fn names_without_n_match_tcpdump() {
     assert!(is_root(), "run as root (cargo xtask test does)");
     let pair = NetPair::new();
-    pair.set_hosts(&pair.a, &format!("127.0.0.1 localhost\n{} client-a.test\n{} server-b.test\n", pair.addr_a, pair.addr_b));
+    pair.set_hosts(
+        &pair.a,
+        &format!("127.0.0.1 localhost\n{} client-a.test\n{} server-b.test\n", pair.addr_a, pair.addr_b),
+    );
     let (listener, to) = listen(&pair, format!("{}:0", pair.addr_b));
     let (tt, td) = start_tracers_with(&pair, &[to.port()], &[]);
     exchange(&pair, listener, to);

@@ -15,8 +15,8 @@ fn run(argv: &[&str]) -> (anyhow::Result<()>, String) {
     // SAFETY: the tests of this binary only ever set TZ to the same value.
     unsafe { std::env::set_var("TZ", "UTC") };
     // These compare with tcpdump's lines: no state lines.
-    let args = Args::try_parse_from(std::iter::once("tcptrace").chain(argv.iter().copied()).chain(["--no-states"]))
-        .unwrap();
+    let args =
+        Args::try_parse_from(std::iter::once("tcptrace").chain(argv.iter().copied()).chain(["--no-states"])).unwrap();
     let mut out = Vec::new();
     let r = tcptrace::offline::run(&args, &mut out);
     (r, String::from_utf8(out).unwrap())
@@ -52,7 +52,9 @@ fn port_and_flag_filter() {
     let want: Vec<&str> = exp
         .iter()
         .map(String::as_str)
-        .filter(|l| l.contains("Flags [") && l.split("Flags [").nth(1).unwrap().split(']').next().unwrap().contains(['S', 'F']))
+        .filter(|l| {
+            l.contains("Flags [") && l.split("Flags [").nth(1).unwrap().split(']').next().unwrap().contains(['S', 'F'])
+        })
         .collect();
     assert_eq!(out.lines().collect::<Vec<_>>(), want);
 }
@@ -175,7 +177,16 @@ fn state_lines_leave_packet_lines_alone() {
     let mut summaries = 0;
     for file in &files {
         let f = file.to_str().unwrap();
-        for extra in [&[][..], &["-t"], &["-tt"], &["-ttt"], &["-tttt"], &["-ttttt"], &["-ttt", "--nano"], &["--flags", "SYN,FIN,RST"]] {
+        for extra in [
+            &[][..],
+            &["-t"],
+            &["-tt"],
+            &["-ttt"],
+            &["-tttt"],
+            &["-ttttt"],
+            &["-ttt", "--nano"],
+            &["--flags", "SYN,FIN,RST"],
+        ] {
             let argv: Vec<&str> = ["-n", "-r", f].iter().copied().chain(extra.iter().copied()).collect();
             let run_with = |states: bool| {
                 let args = Args::try_parse_from(
@@ -286,7 +297,10 @@ fn json_objects_match_text_output() {
                 "state" => {
                     assert!(t.starts_with("STATE "), "{name}: {t}");
                     let ep = &o["endpoint"];
-                    assert!(t.contains(&format!(" {} -> {} ", o["from"].as_str().unwrap(), o["to"].as_str().unwrap())), "{t}");
+                    assert!(
+                        t.contains(&format!(" {} -> {} ", o["from"].as_str().unwrap(), o["to"].as_str().unwrap())),
+                        "{t}"
+                    );
                     assert!(t.contains(&format!(".{} ", ep["port"])), "{t} vs {ep}");
                 }
                 "conn" => {

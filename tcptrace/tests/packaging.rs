@@ -20,15 +20,16 @@ fn read(name: &str) -> String {
 }
 
 fn have(cmd: &str) -> bool {
-    Command::new("sh").args(["-c", &format!("command -v {cmd}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// The value of `KEY=` in a unit or environment file (quotes removed).
 fn setting<'a>(text: &'a str, key: &str) -> Vec<&'a str> {
-    text.lines()
-        .filter_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-        .map(|v| v.trim().trim_matches('"'))
-        .collect()
+    text.lines().filter_map(|l| l.strip_prefix(key)?.strip_prefix('=')).map(|v| v.trim().trim_matches('"')).collect()
 }
 
 fn parse(opts: &[String]) -> Args {

@@ -87,7 +87,11 @@ fn sample(text: &str, name: &str) -> Option<f64> {
 }
 
 fn have(cmd: &str) -> bool {
-    Command::new("sh").args(["-c", &format!("command -v {cmd}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 #[test]
@@ -366,7 +370,10 @@ fn wait_attaches_again_when_the_interface_comes_back() {
     tt.wait_err("listening on", Duration::from_secs(30));
     connections(&pair, 1);
     support::netns::ip(&["-n", &pair.a, "link", "del", &pair.if_a]);
-    tt.wait_err(&format!("{}: the interface went away; waiting for it to come back", pair.if_a), Duration::from_secs(10));
+    tt.wait_err(
+        &format!("{}: the interface went away; waiting for it to come back", pair.if_a),
+        Duration::from_secs(10),
+    );
     remake_veth(&pair);
     tt.wait_err(&format!("{} is back: listening on {} (TC ingress", pair.if_a, pair.if_a), Duration::from_secs(10));
     let port = connections(&pair, 1);

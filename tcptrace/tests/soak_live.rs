@@ -134,7 +134,8 @@ fn memory_levels_off_over_200k_connections() {
         let _ = s.join();
     }
 
-    let report: Vec<String> = samples.iter().step_by(4).map(|(t, c, r)| format!("{t:6.1}s {c:7} conns {:6} KiB", r)).collect();
+    let report: Vec<String> =
+        samples.iter().step_by(4).map(|(t, c, r)| format!("{t:6.1}s {c:7} conns {:6} KiB", r)).collect();
     let report = report.join("\n");
     eprintln!("VmRSS over time:\n{report}\nstdout {} bytes\n{err}", out_bytes.load(Ordering::Relaxed));
     assert!(status.success(), "{err}");

@@ -246,9 +246,7 @@ fn expect(t: &Tracer, step: &str, want: &[(&Ep, &[&str])], timeout: Duration) ->
                 let _ = writeln!(
                     msg,
                     "  {} {} (peer {}): ss {real}, tcptrace {traced}, expected one of {allowed:?}",
-                    ep.name,
-                    ep.local,
-                    ep.peer
+                    ep.name, ep.local, ep.peer
                 );
             }
             for (ns, listing) in &listings {
@@ -372,7 +370,13 @@ fn start_connect(s: &TcpStream, to: SocketAddr, wait: bool) -> std::io::Result<(
 
 /// A client socket in namespace `ns`, bound to `from`, connecting to `to`
 /// (see [`start_connect`]); `filter` attaches [`drop_input`] first.
-fn connect(ns: &str, from: SocketAddr, to: SocketAddr, wait: bool, filter: bool) -> (TcpStream, SocketAddr, std::io::Result<()>) {
+fn connect(
+    ns: &str,
+    from: SocketAddr,
+    to: SocketAddr,
+    wait: bool,
+    filter: bool,
+) -> (TcpStream, SocketAddr, std::io::Result<()>) {
     let (s, local) = socket_in(ns, from);
     if filter {
         drop_input(&s, true);
@@ -524,7 +528,12 @@ fn fin_close_by(mode: Mode, server_first: bool, v6: bool) {
 
     drop_input(&passive, true);
     active.shutdown(Shutdown::Write).unwrap();
-    expect(&t, "first side shut down writing, its FIN not received", &[(a, &["FIN_WAIT_1"]), (p, &["ESTABLISHED"])], STEP);
+    expect(
+        &t,
+        "first side shut down writing, its FIN not received",
+        &[(a, &["FIN_WAIT_1"]), (p, &["ESTABLISHED"])],
+        STEP,
+    );
     drop_input(&passive, false);
     expect(&t, "FIN retransmitted and acknowledged", &[(a, &["FIN_WAIT_2"]), (p, &["CLOSE_WAIT"])], STEP);
 
@@ -572,7 +581,16 @@ fn time_wait_reused(mode: Mode) {
     expect(&t, "4-tuple reused", &[(&c, &["ESTABLISHED"]), (&s, &["ESTABLISHED"])], STEP);
     let hs = t.history(&s);
     let out = t.stop();
-    let want = ["SYN_RECEIVED", "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2", "TIME_WAIT", "CLOSED", "SYN_RECEIVED", "ESTABLISHED"];
+    let want = [
+        "SYN_RECEIVED",
+        "ESTABLISHED",
+        "FIN_WAIT_1",
+        "FIN_WAIT_2",
+        "TIME_WAIT",
+        "CLOSED",
+        "SYN_RECEIVED",
+        "ESTABLISHED",
+    ];
     assert_eq!(hs, want, "{out}");
     drop(again);
 }

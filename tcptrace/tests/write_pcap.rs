@@ -96,7 +96,11 @@ fn check(capture: &Path, idx: usize) -> Vec<String> {
     let got = text(&got.stdout);
     let got: Vec<&str> = got.lines().collect();
     if want.len() != got.len() {
-        errors.push(format!("{name}: {} lines from tcptrace, {} from tcpdump -r of the -w file", want.len(), got.len()));
+        errors.push(format!(
+            "{name}: {} lines from tcptrace, {} from tcpdump -r of the -w file",
+            want.len(),
+            got.len()
+        ));
     }
     for (i, (w, g)) in want.iter().zip(&got).enumerate() {
         if !same_up_to_length(w, g) {
@@ -127,8 +131,7 @@ fn tcpdump_and_tshark_read_the_written_file() {
     let captures = corpus();
     assert!(captures.len() >= 30, "corpus not found ({} captures)", captures.len());
     let errors: Vec<String> = std::thread::scope(|s| {
-        let handles: Vec<_> =
-            captures.iter().enumerate().map(|(i, c)| s.spawn(move || check(c, i))).collect();
+        let handles: Vec<_> = captures.iter().enumerate().map(|(i, c)| s.spawn(move || check(c, i))).collect();
         handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
     });
     assert!(errors.is_empty(), "{} problems:\n{}", errors.len(), errors.join("\n"));

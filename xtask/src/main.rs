@@ -78,11 +78,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let m = Machine::detect();
     let r = match cli.cmd {
-        Cmd::Setup { test_tools } => setup::setup(
-            &m,
-            if test_tools { TestTools::Required } else { TestTools::No },
-        )
-        .map(|()| ExitCode::SUCCESS),
+        Cmd::Setup { test_tools } => {
+            setup::setup(&m, if test_tools { TestTools::Required } else { TestTools::No }).map(|()| ExitCode::SUCCESS)
+        }
         Cmd::Build { release } => build(&m, release).map(|_| ExitCode::SUCCESS),
         Cmd::Run { release, args } => run(&m, release, &args),
         Cmd::Test { args } => test(&m, &args),
@@ -118,9 +116,7 @@ fn build(m: &Machine, release: bool) -> Result<PathBuf> {
         cmd.arg("--release");
     }
     setup::step("cargo build -p tcptrace", &mut cmd)?;
-    let bin = target_dir()
-        .join(if release { "release" } else { "debug" })
-        .join("tcptrace");
+    let bin = target_dir().join(if release { "release" } else { "debug" }).join("tcptrace");
     if !bin.exists() {
         bail!("the build succeeded but {} is not there", bin.display());
     }
@@ -152,9 +148,7 @@ fn test(m: &Machine, args: &[String]) -> Result<ExitCode> {
     // Run in the workspace root without --workspace: that tests the default
     // members (xtask, tcptrace, tcptrace-common), not tcptrace-ebpf, which
     // only builds for the BPF target.
-    cmd.current_dir(workspace_root())
-        .args(["test", "--no-fail-fast"])
-        .args(&cargo_args);
+    cmd.current_dir(workspace_root()).args(["test", "--no-fail-fast"]).args(&cargo_args);
     if m.root && !bin_args.iter().any(|a| a == "--include-ignored" || a == "--ignored") {
         bin_args.insert(0, "--include-ignored".to_string());
     }
@@ -167,10 +161,7 @@ fn test(m: &Machine, args: &[String]) -> Result<ExitCode> {
         setup::cmdline(&cmd)
     );
     let t = std::time::Instant::now();
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("cannot start cargo test")?;
+    let mut child = cmd.stdout(Stdio::piped()).spawn().context("cannot start cargo test")?;
     let mut totals = parse::TestTotals::default();
     let stdout = child.stdout.take().expect("piped");
     for line in BufReader::new(stdout).lines() {
@@ -188,10 +179,7 @@ fn test(m: &Machine, args: &[String]) -> Result<ExitCode> {
         }
     }
     if totals.results > 0 {
-        println!(
-            "tests: {} passed, {} failed, {} skipped",
-            totals.passed, totals.failed, totals.ignored
-        );
+        println!("tests: {} passed, {} failed, {} skipped", totals.passed, totals.failed, totals.ignored);
     }
     if status.success() {
         Ok(ExitCode::SUCCESS)
@@ -207,8 +195,7 @@ fn bench(m: &Machine, args: &[String]) -> Result<ExitCode> {
     }
     setup::setup(m, TestTools::Required)?;
     let mut cmd = m.command(&m.cargo);
-    cmd.current_dir(workspace_root())
-        .args(["build", "--release", "-p", "tcptrace", "-p", "tcptrace-bench"]);
+    cmd.current_dir(workspace_root()).args(["build", "--release", "-p", "tcptrace", "-p", "tcptrace-bench"]);
     setup::step("cargo build --release -p tcptrace -p tcptrace-bench", &mut cmd)?;
     let dir = target_dir().join("release");
     let status = std::process::Command::new(dir.join("tcptrace-bench"))

@@ -4,9 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// The LLVM major version from `rustc -vV` (`LLVM version: 22.1.8`).
 pub fn llvm_major_from_rustc_vv(out: &str) -> Option<u32> {
-    out.lines()
-        .find_map(|l| l.trim().strip_prefix("LLVM version:"))
-        .and_then(|v| leading_number(v.trim()))
+    out.lines().find_map(|l| l.trim().strip_prefix("LLVM version:")).and_then(|v| leading_number(v.trim()))
 }
 
 /// The LLVM major version that `ldd` shows a binary linked against:
@@ -26,16 +24,13 @@ pub fn llvm_major_from_ldd(out: &str) -> Option<u32> {
 
 /// The version `bpf-linker --version` prints (`bpf-linker 0.13.0`).
 pub fn bpf_linker_version(out: &str) -> Option<String> {
-    out.lines()
-        .find_map(|l| l.trim().strip_prefix("bpf-linker "))
-        .map(|v| v.trim().to_string())
+    out.lines().find_map(|l| l.trim().strip_prefix("bpf-linker ")).map(|v| v.trim().to_string())
 }
 
 /// Whether `rustup toolchain list` lists `name` (lines look like
 /// `stable-x86_64-unknown-linux-gnu (active, default)` or `tcptrace-bpf`).
 pub fn toolchain_listed(out: &str, name: &str) -> bool {
-    out.lines()
-        .any(|l| l.split_whitespace().next() == Some(name))
+    out.lines().any(|l| l.split_whitespace().next() == Some(name))
 }
 
 /// Installed packages and their versions from
@@ -46,9 +41,7 @@ pub fn dpkg_installed(out: &str) -> BTreeMap<String, String> {
         .filter_map(|l| {
             let mut f = l.split('\t');
             let (name, status, version) = (f.next()?, f.next()?, f.next().unwrap_or(""));
-            status
-                .starts_with("ii")
-                .then(|| (name.trim().to_string(), version.trim().to_string()))
+            status.starts_with("ii").then(|| (name.trim().to_string(), version.trim().to_string()))
         })
         .collect()
 }
@@ -171,10 +164,7 @@ LLVM version: 22.1.8
 \tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007fc4a5dff000)
 ";
         assert_eq!(llvm_major_from_ldd(ldd), Some(22));
-        assert_eq!(
-            llvm_major_from_ldd("\tlibLLVM-17.so => /usr/lib/llvm-17/lib/libLLVM-17.so (0x1)\n"),
-            Some(17)
-        );
+        assert_eq!(llvm_major_from_ldd("\tlibLLVM-17.so => /usr/lib/llvm-17/lib/libLLVM-17.so (0x1)\n"), Some(17));
         // Statically linked, or not found.
         assert_eq!(llvm_major_from_ldd("\tlibc.so.6 => /lib/libc.so.6 (0x1)\n"), None);
         assert_eq!(
@@ -268,10 +258,7 @@ running 0 tests
 test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s
 ";
         let t = TestTotals::from_output(out);
-        assert_eq!(
-            t,
-            TestTotals { passed: 2, failed: 1, ignored: 2, root_ignored: 1, results: 3 }
-        );
+        assert_eq!(t, TestTotals { passed: 2, failed: 1, ignored: 2, root_ignored: 1, results: 3 });
         assert_eq!(TestTotals::from_output("error: could not compile"), TestTotals::default());
     }
 
@@ -280,10 +267,7 @@ test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; fini
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         assert_eq!(split_test_args(&s(&[])), (s(&[]), s(&[])));
         assert_eq!(split_test_args(&s(&["-p", "tcptrace"])), (s(&["-p", "tcptrace"]), s(&[])));
-        assert_eq!(
-            split_test_args(&s(&["filter", "--", "--nocapture"])),
-            (s(&["filter"]), s(&["--nocapture"]))
-        );
+        assert_eq!(split_test_args(&s(&["filter", "--", "--nocapture"])), (s(&["filter"]), s(&["--nocapture"])));
         assert_eq!(split_test_args(&s(&["--", "--exact"])), (s(&[]), s(&["--exact"])));
     }
 }

@@ -28,7 +28,8 @@ pub const EBPF_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src", "
 pub const TEST_PACKAGES: &[&str] =
     &["tcpdump", "tshark", "iperf3", "bpftool", "iproute2", "procps", "prometheus", "yamllint", "libcap2-bin"];
 /// Commands the test packages give, checked when there is no dpkg.
-const TEST_COMMANDS: &[&str] = &["tcpdump", "tshark", "iperf3", "bpftool", "ip", "ss", "ps", "promtool", "yamllint", "capsh"];
+const TEST_COMMANDS: &[&str] =
+    &["tcpdump", "tshark", "iperf3", "bpftool", "ip", "ss", "ps", "promtool", "yamllint", "capsh"];
 
 /// What this machine and user can do.
 pub struct Machine {
@@ -60,12 +61,9 @@ impl Machine {
             root,
             has_apt: which("apt-get").is_some(),
             has_dpkg: which("dpkg-query").is_some(),
-            cargo: std::env::var_os("CARGO")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("cargo")),
+            cargo: std::env::var_os("CARGO").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("cargo")),
             cargo_home,
-            toolchain: std::env::var("TCPTRACE_EBPF_TOOLCHAIN")
-                .unwrap_or_else(|_| EBPF_TOOLCHAIN.to_string()),
+            toolchain: std::env::var("TCPTRACE_EBPF_TOOLCHAIN").unwrap_or_else(|_| EBPF_TOOLCHAIN.to_string()),
         }
     }
 
@@ -182,10 +180,7 @@ pub fn missing_packages(m: &Machine, pkgs: &[&str], quiet: bool) -> Result<Vec<S
 
 fn ensure_packages(m: &Machine, needed: &[&str], optional: &[&str], optional_required: bool) -> Result<()> {
     if !m.has_dpkg {
-        println!(
-            "xtask: note: no dpkg-query (not Debian?): not checking packages {}",
-            needed.join(" ")
-        );
+        println!("xtask: note: no dpkg-query (not Debian?): not checking packages {}", needed.join(" "));
         if !optional.is_empty() {
             let absent: Vec<&str> = TEST_COMMANDS.iter().copied().filter(|c| m.find(c).is_none()).collect();
             if !absent.is_empty() {
@@ -302,9 +297,12 @@ fn apt_install(m: &Machine, pkgs: &[String]) -> Result<()> {
 fn apt_update(m: &Machine) -> Result<()> {
     step(
         "apt-get update",
-        m.command("apt-get")
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .args(["update", "-q", "-o", "DPkg::Lock::Timeout=600"]),
+        m.command("apt-get").env("DEBIAN_FRONTEND", "noninteractive").args([
+            "update",
+            "-q",
+            "-o",
+            "DPkg::Lock::Timeout=600",
+        ]),
     )
 }
 
@@ -327,14 +325,10 @@ fn preseed_wireshark(m: &Machine) {
         return;
     }
     let answer = "wireshark-common wireshark-common/install-setuid boolean false\n";
-    let r = m
-        .command("debconf-set-selections")
-        .stdin(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            c.stdin.take().expect("piped").write_all(answer.as_bytes())?;
-            c.wait()
-        });
+    let r = m.command("debconf-set-selections").stdin(Stdio::piped()).spawn().and_then(|mut c| {
+        c.stdin.take().expect("piped").write_all(answer.as_bytes())?;
+        c.wait()
+    });
     match r {
         Ok(s) if s.success() => println!("xtask: preseeded debconf: {}", answer.trim()),
         other => println!("xtask: warning: debconf-set-selections failed ({other:?}); going on"),
@@ -350,10 +344,7 @@ fn ensure_toolchain(m: &Machine) -> Result<u32> {
     let list = capture(m.command("rustup").args(["toolchain", "list"]))?;
     let listed = parse::toolchain_listed(&list, tc);
     let probe = |m: &Machine| {
-        m.command("rustup")
-            .args(["run", tc.as_str(), "rustc", "-vV"])
-            .env_remove("RUSTUP_TOOLCHAIN")
-            .output()
+        m.command("rustup").args(["run", tc.as_str(), "rustc", "-vV"]).env_remove("RUSTUP_TOOLCHAIN").output()
     };
     let vv = match probe(m) {
         Ok(o) if listed && o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -373,10 +364,7 @@ fn ensure_toolchain(m: &Machine) -> Result<u32> {
             )?;
             let o = probe(m).context("running rustup run")?;
             if !o.status.success() {
-                bail!(
-                    "`rustup run {tc} rustc -vV` fails after linking: {}",
-                    String::from_utf8_lossy(&o.stderr)
-                );
+                bail!("`rustup run {tc} rustc -vV` fails after linking: {}", String::from_utf8_lossy(&o.stderr));
             }
             String::from_utf8_lossy(&o.stdout).into_owned()
         }
@@ -387,16 +375,11 @@ fn ensure_toolchain(m: &Machine) -> Result<u32> {
     println!("xtask: ok: toolchain {tc}: rustc {release}, LLVM {major}");
     // -Z build-std=core needs the library source in the toolchain's sysroot.
     let sysroot = capture(
-        m.command("rustup")
-            .args(["run", tc.as_str(), "rustc", "--print", "sysroot"])
-            .env_remove("RUSTUP_TOOLCHAIN"),
+        m.command("rustup").args(["run", tc.as_str(), "rustc", "--print", "sysroot"]).env_remove("RUSTUP_TOOLCHAIN"),
     )?;
     let lib = Path::new(sysroot.trim()).join("lib/rustlib/src/rust/library/core");
     if !lib.exists() {
-        bail!(
-            "{} is missing: the eBPF build needs the library source (Debian package rust-web-src)",
-            lib.display()
-        );
+        bail!("{} is missing: the eBPF build needs the library source (Debian package rust-web-src)", lib.display());
     }
     println!("xtask: ok: library source at {}", lib.display());
     Ok(major)
@@ -414,11 +397,9 @@ fn bpf_linker_problem(m: &Machine, path: &Path, llvm_major: u32) -> Result<Optio
     let ldd = capture(m.command("ldd").arg(path)).unwrap_or_default();
     match parse::llvm_major_from_ldd(&ldd) {
         None => Ok(Some(format!("cannot tell which LLVM {} uses (ldd shows no libLLVM)", path.display()))),
-        Some(l) if l != llvm_major => Ok(Some(format!(
-            "{} uses LLVM {l} but {} uses LLVM {llvm_major}",
-            path.display(),
-            m.toolchain
-        ))),
+        Some(l) if l != llvm_major => {
+            Ok(Some(format!("{} uses LLVM {l} but {} uses LLVM {llvm_major}", path.display(), m.toolchain)))
+        }
         Some(_) if ldd.lines().any(|l| l.contains("libLLVM") && l.contains("not found")) => {
             Ok(Some(format!("{}: its libLLVM is not found (ldd)", path.display())))
         }
@@ -430,10 +411,7 @@ fn ensure_bpf_linker(m: &Machine, llvm_major: u32) -> Result<()> {
     if let Some(path) = m.find("bpf-linker") {
         match bpf_linker_problem(m, &path, llvm_major)? {
             None => {
-                println!(
-                    "xtask: ok: bpf-linker {BPF_LINKER_VERSION} (LLVM {llvm_major}) at {}",
-                    path.display()
-                );
+                println!("xtask: ok: bpf-linker {BPF_LINKER_VERSION} (LLVM {llvm_major}) at {}", path.display());
                 return Ok(());
             }
             Some(p) => println!("xtask: {p}: installing bpf-linker again"),
@@ -456,9 +434,7 @@ fn ensure_bpf_linker(m: &Machine, llvm_major: u32) -> Result<()> {
             .arg("--root")
             .arg(&m.cargo_home),
     )?;
-    let path = m
-        .find("bpf-linker")
-        .context("bpf-linker still not found after cargo install")?;
+    let path = m.find("bpf-linker").context("bpf-linker still not found after cargo install")?;
     if let Some(p) = bpf_linker_problem(m, &path, llvm_major)? {
         bail!(
             "after installing bpf-linker into {}: {p}. Another bpf-linker earlier in PATH \
@@ -474,9 +450,7 @@ fn ensure_bpf_linker(m: &Machine, llvm_major: u32) -> Result<()> {
 pub fn step(what: &str, cmd: &mut Command) -> Result<()> {
     println!("xtask: step: {what}\nxtask:   $ {}", cmdline(cmd));
     let t = Instant::now();
-    let status = cmd
-        .status()
-        .with_context(|| format!("cannot start {}", cmd.get_program().to_string_lossy()))?;
+    let status = cmd.status().with_context(|| format!("cannot start {}", cmd.get_program().to_string_lossy()))?;
     let secs = t.elapsed().as_secs_f64();
     if !status.success() {
         bail!("step `{what}` failed ({status}) after {secs:.1}s");
@@ -487,16 +461,9 @@ pub fn step(what: &str, cmd: &mut Command) -> Result<()> {
 
 /// A command's stdout, or an error with its stderr.
 pub fn capture(cmd: &mut Command) -> Result<String> {
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot start {}", cmd.get_program().to_string_lossy()))?;
+    let out = cmd.output().with_context(|| format!("cannot start {}", cmd.get_program().to_string_lossy()))?;
     if !out.status.success() {
-        bail!(
-            "`{}` failed ({}): {}",
-            cmdline(cmd),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("`{}` failed ({}): {}", cmdline(cmd), out.status, String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -549,9 +516,7 @@ mod tests {
         if !m.has_dpkg {
             return;
         }
-        let err = ensure_packages(&m, &["tcptrace-no-such-package"], &[], true)
-            .unwrap_err()
-            .to_string();
+        let err = ensure_packages(&m, &["tcptrace-no-such-package"], &[], true).unwrap_err().to_string();
         assert!(err.contains("not running as root"), "{err}");
         assert!(err.contains("sudo apt-get update"), "{err}");
         assert!(
@@ -569,9 +534,7 @@ mod tests {
         if !m.has_dpkg {
             return;
         }
-        let err = ensure_packages(&m, &["tcptrace-no-such-package"], &[], true)
-            .unwrap_err()
-            .to_string();
+        let err = ensure_packages(&m, &["tcptrace-no-such-package"], &[], true).unwrap_err().to_string();
         assert!(err.contains("there is no apt-get"), "{err}");
         assert!(err.contains("\n    apt-get update"), "{err}");
     }

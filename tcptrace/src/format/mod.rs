@@ -11,8 +11,8 @@ mod services;
 mod ts;
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::fmt::Write;
+use std::net::IpAddr;
 
 use tcptrace_common::record::{MAX_EXT, PacketRecord, flags};
 
@@ -35,12 +35,7 @@ pub struct FormatOptions {
 
 impl FormatOptions {
     pub fn from_args(args: &crate::cli::Args) -> Self {
-        Self {
-            ts_mode: args.timestamp_mode(),
-            nano: args.nano,
-            absolute: args.absolute,
-            numeric: args.numeric > 0,
-        }
+        Self { ts_mode: args.timestamp_mode(), nano: args.nano, absolute: args.absolute, numeric: args.numeric > 0 }
     }
 }
 
@@ -52,17 +47,19 @@ impl FormatOptions {
 pub enum LinkInfo {
     #[default]
     None,
-    Sll2 { ifindex: u32, pkttype: u8 },
+    Sll2 {
+        ifindex: u32,
+        pkttype: u8,
+    },
 }
 
 impl LinkInfo {
     /// Reads the SLL2 fields of a frame of the given link type.
     pub fn from_frame(link: tcptrace_common::LinkType, data: &[u8]) -> Self {
         match (link, data.get(..20)) {
-            (tcptrace_common::LinkType::LinuxSll2, Some(h)) => LinkInfo::Sll2 {
-                ifindex: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
-                pkttype: h[10],
-            },
+            (tcptrace_common::LinkType::LinuxSll2, Some(h)) => {
+                LinkInfo::Sll2 { ifindex: u32::from_be_bytes([h[4], h[5], h[6], h[7]]), pkttype: h[10] }
+            }
             _ => LinkInfo::None,
         }
     }
@@ -359,9 +356,7 @@ impl Formatter {
                         return;
                     }
                     if i != 0 {
-                        s.push_str(
-                            "[The Hop-by-Hop Options header don't follow the IPv6 header] (invalid)",
-                        );
+                        s.push_str("[The Hop-by-Hop Options header don't follow the IPv6 header] (invalid)");
                         return;
                     }
                     s.push_str("HBH ");
@@ -419,16 +414,7 @@ impl Formatter {
     /// `tcp_print`: `length` is the TCP segment length the IP header gives,
     /// `cap` the bytes of it that were captured.
     #[allow(clippy::too_many_arguments)]
-    fn tcp(
-        &mut self,
-        r: &PacketRecord,
-        s: &mut String,
-        src: &str,
-        dst: &str,
-        with_addrs: bool,
-        length: u32,
-        cap: u32,
-    ) {
+    fn tcp(&mut self, r: &PacketRecord, s: &mut String, src: &str, dst: &str, with_addrs: bool, length: u32, cap: u32) {
         if cap < 4 {
             let _ = write!(s, "{src} > {dst}: [|tcp]");
             return;
@@ -455,11 +441,7 @@ impl Formatter {
         }
         let mut hlen = r.data_off as u32;
         if hlen < 20 {
-            let _ = write!(
-                s,
-                " tcp {} [bad hdr length {hlen} - too short, < 20]",
-                length.wrapping_sub(hlen)
-            );
+            let _ = write!(s, " tcp {} [bad hdr length {hlen} - too short, < 20]", length.wrapping_sub(hlen));
             return;
         }
         let fl = r.tcp_flags as u8;
@@ -548,7 +530,8 @@ impl Formatter {
             hlen -= 20;
             let avail = (r.opt_len as usize).min(r.options.len()).min((cap - 20) as usize);
             let opts = &r.options[..avail];
-            let ctx = OptCtx { fl, rev, thseq, thack, payload_len: plen, payload_cap: cap.saturating_sub(r.data_off as u32) };
+            let ctx =
+                OptCtx { fl, rev, thseq, thack, payload_len: plen, payload_cap: cap.saturating_sub(r.data_off as u32) };
             match print_options(s, opts, hlen, &ctx, &mut proto) {
                 OptEnd::Done => {}
                 OptEnd::Stop => return,
@@ -622,13 +605,7 @@ fn be32(b: &[u8]) -> u32 {
 
 /// The option loop of `tcp_print`. `opts` holds the captured option bytes,
 /// `hlen` the option bytes the header claims.
-fn print_options(
-    s: &mut String,
-    opts: &[u8],
-    mut hlen: u32,
-    ctx: &OptCtx,
-    proto: &mut &'static str,
-) -> OptEnd {
+fn print_options(s: &mut String, opts: &[u8], mut hlen: u32, ctx: &OptCtx, proto: &mut &'static str) -> OptEnd {
     // Reading past the capture inside GET_* ends the line at the top level
     // (no '>'); a failed ND_TCHECK goes to tcp_print's `trunc` label.
     macro_rules! longjmp {

@@ -15,8 +15,7 @@ fn be64(b: &[u8]) -> u64 {
     u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
 }
 
-const NAMES: [&str; 9] =
-    ["capable", "join", "dss", "add-addr", "rem-addr", "prio", "fail", "fast-close", "unknown"];
+const NAMES: [&str; 9] = ["capable", "join", "dss", "add-addr", "rem-addr", "prio", "fail", "fast-close", "unknown"];
 
 /// Prints one MPTCP option (`o` is the whole option, kind and length bytes
 /// included, all of it captured). Returns false where tcpdump's printer

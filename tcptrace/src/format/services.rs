@@ -44,9 +44,7 @@ mod tests {
 
     #[test]
     fn first_tcp_entry_wins() {
-        let p = PortNames::parse(
-            "# c\nhttp\t80/tcp www # web\nfoo 80/tcp\nhttp-alt 8080/tcp webcache\nbar 53/udp\n",
-        );
+        let p = PortNames::parse("# c\nhttp\t80/tcp www # web\nfoo 80/tcp\nhttp-alt 8080/tcp webcache\nbar 53/udp\n");
         assert_eq!(p.get(80), Some("http"));
         assert_eq!(p.get(8080), Some("http-alt"));
         assert_eq!(p.get(53), None);

@@ -90,11 +90,9 @@ fn tline(f: &mut Formatter, frame: &[u8]) -> String {
 fn handshake_then_relative() {
     let mut f = Formatter::new(opts(false, TimestampMode::None));
     let syn = ipv4(&Seg { seq: 1000, flags: 0x02, ..Default::default() });
-    assert_eq!(
-        line(&mut f, &syn),
-        "IP 192.0.2.1.1000 > 198.51.100.2.80: Flags [S], seq 1000, win 100, length 0"
-    );
-    let synack = ipv4(&Seg { src: B, dst: A, sport: 80, dport: 1000, seq: 5000, ack: 1001, flags: 0x12, ..Default::default() });
+    assert_eq!(line(&mut f, &syn), "IP 192.0.2.1.1000 > 198.51.100.2.80: Flags [S], seq 1000, win 100, length 0");
+    let synack =
+        ipv4(&Seg { src: B, dst: A, sport: 80, dport: 1000, seq: 5000, ack: 1001, flags: 0x12, ..Default::default() });
     assert_eq!(tline(&mut f, &synack), "Flags [S.], seq 5000, ack 1001, win 100, length 0");
     let ack = ipv4(&Seg { seq: 1001, ack: 5001, ..Default::default() });
     assert_eq!(tline(&mut f, &ack), "Flags [.], ack 1, win 100, length 0");
@@ -107,7 +105,8 @@ fn handshake_then_relative() {
     let old = ipv4(&Seg { src: B, dst: A, sport: 80, dport: 1000, seq: 5001, ack: 996, ..Default::default() });
     assert_eq!(tline(&mut f, &old), "Flags [.], ack 4294967292, win 100, length 0");
     // A new SYN+ACK re-bases the conversation.
-    let synack2 = ipv4(&Seg { src: B, dst: A, sport: 80, dport: 1000, seq: 9, ack: 77, flags: 0x12, ..Default::default() });
+    let synack2 =
+        ipv4(&Seg { src: B, dst: A, sport: 80, dport: 1000, seq: 9, ack: 77, flags: 0x12, ..Default::default() });
     assert_eq!(tline(&mut f, &synack2), "Flags [S.], seq 9, ack 77, win 100, length 0");
     let after = ipv4(&Seg { seq: 77, ack: 10, flags: 0x18, payload: 3, ..Default::default() });
     assert_eq!(tline(&mut f, &after), "Flags [P.], seq 1:4, ack 1, win 100, length 3");
@@ -116,7 +115,17 @@ fn handshake_then_relative() {
 #[test]
 fn mid_stream_and_absolute() {
     let first = ipv4(&Seg { seq: 555, ack: 777, flags: 0x18, payload: 50, ..Default::default() });
-    let reply = ipv4(&Seg { src: B, dst: A, sport: 80, dport: 1000, seq: 777, ack: 605, flags: 0x18, payload: 10, ..Default::default() });
+    let reply = ipv4(&Seg {
+        src: B,
+        dst: A,
+        sport: 80,
+        dport: 1000,
+        seq: 777,
+        ack: 605,
+        flags: 0x18,
+        payload: 10,
+        ..Default::default()
+    });
     let mut f = Formatter::new(opts(false, TimestampMode::None));
     assert_eq!(tline(&mut f, &first), "Flags [P.], seq 555:605, ack 777, win 100, length 50");
     assert_eq!(tline(&mut f, &reply), "Flags [P.], seq 1:11, ack 50, win 100, length 10");
@@ -143,7 +152,8 @@ fn families_are_tracked_apart() {
 #[test]
 fn sack_relative_to_other_direction() {
     let mut f = Formatter::new(opts(false, TimestampMode::None));
-    let synack = ipv4(&Seg { src: B, dst: A, sport: 80, dport: 1000, seq: 5000, ack: 1001, flags: 0x12, ..Default::default() });
+    let synack =
+        ipv4(&Seg { src: B, dst: A, sport: 80, dport: 1000, seq: 5000, ack: 1001, flags: 0x12, ..Default::default() });
     line(&mut f, &synack);
     let mut o = vec![1, 1, 5, 10];
     o.extend_from_slice(&6001u32.to_be_bytes());
@@ -151,10 +161,7 @@ fn sack_relative_to_other_direction() {
     let ack = ipv4(&Seg { seq: 1001, ack: 5001, opts: &o, ..Default::default() });
     assert_eq!(tline(&mut f, &ack), "Flags [.], ack 1, win 100, options [nop,nop,sack 1 {1001:2001}], length 0");
     let mut f = Formatter::new(opts(true, TimestampMode::None));
-    assert_eq!(
-        tline(&mut f, &ack),
-        "Flags [.], ack 5001, win 100, options [nop,nop,sack 1 {6001:7001}], length 0"
-    );
+    assert_eq!(tline(&mut f, &ack), "Flags [.], ack 5001, win 100, options [nop,nop,sack 1 {6001:7001}], length 0");
 }
 
 #[test]
@@ -205,7 +212,9 @@ fn md5_without_payload_captured() {
     let frame = ipv4(&Seg { opts: &o, payload: 10, ..Default::default() });
     let l = line_cut(&mut f, &frame, frame.len() - 5, Timestamp::default());
     assert!(
-        l.contains("options [md5 snaplen too short, can't check - 0102030405060708090a0b0c0d0e0f10,nop,nop], length 10"),
+        l.contains(
+            "options [md5 snaplen too short, can't check - 0102030405060708090a0b0c0d0e0f10,nop,nop], length 10"
+        ),
         "{l}"
     );
 }

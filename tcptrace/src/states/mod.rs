@@ -59,9 +59,9 @@
 //! - [`ConnTracker::finish`] expires what is due and prints no summary for
 //!   connections still open.
 
-mod text;
 #[cfg(test)]
 mod tests;
+mod text;
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -491,10 +491,7 @@ impl ConnTracker {
             flags: rec.tcp_flags,
             seq: rec.seq,
             ack: rec.ack,
-            payload: rec
-                .ip_total_len
-                .saturating_sub(rec.l4_off as u32)
-                .saturating_sub(rec.data_off as u32),
+            payload: rec.ip_total_len.saturating_sub(rec.l4_off as u32).saturating_sub(rec.data_off as u32),
         };
         let ctl = seg.flags & (flags::SYN | flags::FIN | flags::RST) != 0;
         if self.conns.contains_key(&key) {
@@ -546,7 +543,14 @@ impl ConnTracker {
                 let s = &mut c.s[to];
                 s.isn = Some(seg.ack.wrapping_sub(1));
                 s.state = TcpState::SynSent;
-                out.push(transition(ts, s.ep, key_peer(&c, to), TcpState::Closed, TcpState::SynSent, Cause::SynInferred));
+                out.push(transition(
+                    ts,
+                    s.ep,
+                    key_peer(&c, to),
+                    TcpState::Closed,
+                    TcpState::SynSent,
+                    Cause::SynInferred,
+                ));
             } else {
                 c.client = Some(from);
             }
@@ -576,8 +580,16 @@ impl ConnTracker {
             Some(tw.unwrap_or(end.saturating_add(self.opts.time_wait_ns)))
         } else if !c.summarized
             && c.s.iter().any(|s| {
-            matches!(s.state, TcpState::SynSent | TcpState::SynReceived | TcpState::FinWait1 | TcpState::Closing | TcpState::LastAck)
-        }) {
+                matches!(
+                    s.state,
+                    TcpState::SynSent
+                        | TcpState::SynReceived
+                        | TcpState::FinWait1
+                        | TcpState::Closing
+                        | TcpState::LastAck
+                )
+            })
+        {
             Some(c.last_active.saturating_add(self.opts.stale_ns))
         } else {
             None
@@ -675,7 +687,14 @@ impl ConnTracker {
                 for i in [from, to] {
                     if c.s[i].state == TcpState::TimeWait {
                         c.s[i].state = TcpState::Closed;
-                        out.push(transition(ts, c.s[i].ep, c.s[i ^ 1].ep, TcpState::TimeWait, TcpState::Closed, Cause::Reused));
+                        out.push(transition(
+                            ts,
+                            c.s[i].ep,
+                            c.s[i ^ 1].ep,
+                            TcpState::TimeWait,
+                            TcpState::Closed,
+                            Cause::Reused,
+                        ));
                     }
                 }
                 return Restart::Reuse;
@@ -688,9 +707,8 @@ impl ConnTracker {
         }
 
         if has(flags::RST) {
-            let refused = c.s[to].state == TcpState::SynSent
-                && c.s[from].state == TcpState::Closed
-                && c.client == Some(to);
+            let refused =
+                c.s[to].state == TcpState::SynSent && c.s[from].state == TcpState::Closed && c.client == Some(to);
             c.s[from].rst_seq = Some(seg.seq);
             if has(flags::ACK) {
                 c.s[to].rst_acked = Some(seg.ack);
@@ -744,15 +762,36 @@ impl ConnTracker {
                     (TcpState::Closed, _) => {
                         s.isn = Some(seg.seq);
                         s.state = TcpState::SynReceived;
-                        out.push(transition(ts, s.ep, ep_to, TcpState::Closed, TcpState::SynReceived, Cause::SentSynAck));
+                        out.push(transition(
+                            ts,
+                            s.ep,
+                            ep_to,
+                            TcpState::Closed,
+                            TcpState::SynReceived,
+                            Cause::SentSynAck,
+                        ));
                     }
                     (TcpState::SynSent, Some(isn)) if isn == seg.seq => {
                         // Simultaneous open: it got the peer's SYN.
                         s.state = TcpState::SynReceived;
-                        out.push(transition(ts, s.ep, ep_to, TcpState::SynSent, TcpState::SynReceived, Cause::SentSynAck));
+                        out.push(transition(
+                            ts,
+                            s.ep,
+                            ep_to,
+                            TcpState::SynSent,
+                            TcpState::SynReceived,
+                            Cause::SentSynAck,
+                        ));
                         if s.syn_acked {
                             s.state = TcpState::Established;
-                            out.push(transition(ts, s.ep, ep_to, TcpState::SynReceived, TcpState::Established, Cause::GotAckOfSyn));
+                            out.push(transition(
+                                ts,
+                                s.ep,
+                                ep_to,
+                                TcpState::SynReceived,
+                                TcpState::Established,
+                                Cause::GotAckOfSyn,
+                            ));
                         }
                     }
                     (_, Some(isn)) if isn == seg.seq => changed = true,
@@ -767,7 +806,14 @@ impl ConnTracker {
                     match p.state {
                         TcpState::SynReceived => {
                             p.state = TcpState::Established;
-                            out.push(transition(ts, p.ep, ep_from, TcpState::SynReceived, TcpState::Established, Cause::GotAckOfSyn));
+                            out.push(transition(
+                                ts,
+                                p.ep,
+                                ep_from,
+                                TcpState::SynReceived,
+                                TcpState::Established,
+                                Cause::GotAckOfSyn,
+                            ));
                         }
                         TcpState::SynSent => p.syn_acked = true,
                         _ => {}
@@ -792,11 +838,25 @@ impl ConnTracker {
                 c.synack = None;
                 if c.s[from].state == TcpState::SynSent {
                     c.s[from].state = TcpState::Established;
-                    out.push(transition(ts, c.s[from].ep, c.s[to].ep, TcpState::SynSent, TcpState::Established, Cause::SentAckOfSynAck));
+                    out.push(transition(
+                        ts,
+                        c.s[from].ep,
+                        c.s[to].ep,
+                        TcpState::SynSent,
+                        TcpState::Established,
+                        Cause::SentAckOfSynAck,
+                    ));
                 }
                 if c.s[to].state == TcpState::SynReceived {
                     c.s[to].state = TcpState::Established;
-                    out.push(transition(ts, c.s[to].ep, c.s[from].ep, TcpState::SynReceived, TcpState::Established, Cause::GotAckOfSyn));
+                    out.push(transition(
+                        ts,
+                        c.s[to].ep,
+                        c.s[from].ep,
+                        TcpState::SynReceived,
+                        TcpState::Established,
+                        Cause::GotAckOfSyn,
+                    ));
                 }
                 handshake_done(c, ts);
             }

@@ -163,7 +163,7 @@ fn server_closes_first_with_fin_ack_and_data_on_fin() {
     script.extend([
         // 5 bytes on the FIN segment: the FIN sits at 5021 + 5.
         s(FIN | ACK | PSH, 5021, 1011, 5, 10),
-        c(ACK, 1011, 5026, 0, 11), // acks the data, not the FIN
+        c(ACK, 1011, 5026, 0, 11),       // acks the data, not the FIN
         c(FIN | ACK, 1011, 5027, 0, 12), // acks the FIN and closes
         s(ACK, 5027, 1012, 0, 13),
     ]);
@@ -423,7 +423,8 @@ fn reuse_after_time_wait_and_while_open() {
     let ev = run(&script);
     let m = moves(&ev);
     assert_eq!(m[10..], ["c CLOSED", "c SYN_SENT", "s SYN_RECEIVED", "c ESTABLISHED", "s ESTABLISHED"]);
-    let EventKind::Transition(t) = ev.iter().filter(|e| matches!(e.kind, EventKind::Transition(_))).nth(10).unwrap().kind
+    let EventKind::Transition(t) =
+        ev.iter().filter(|e| matches!(e.kind, EventKind::Transition(_))).nth(10).unwrap().kind
     else {
         panic!()
     };
@@ -452,7 +453,12 @@ fn reuse_after_time_wait_and_while_open() {
 #[test]
 fn late_segments_after_rst_are_ignored() {
     let mut script = opened();
-    script.extend([c(RST, 1011, 0, 0, 10), s(ACK | PSH, 5021, 1011, 10, 11), c(RST, 1011, 0, 0, 12), s(FIN | ACK, 5021, 1011, 0, 13)]);
+    script.extend([
+        c(RST, 1011, 0, 0, 10),
+        s(ACK | PSH, 5021, 1011, 10, 11),
+        c(RST, 1011, 0, 0, 12),
+        s(FIN | ACK, 5021, 1011, 0, 13),
+    ]);
     let ev = run(&script);
     assert_eq!(summaries(&ev).len(), 1);
     assert_eq!(moves(&ev).len(), 6);
@@ -467,11 +473,7 @@ fn late_segments_after_rst_are_ignored() {
 #[test]
 fn time_wait_expiry_by_tick_and_by_later_records() {
     let mut script = opened();
-    script.extend([
-        c(FIN | ACK, 1011, 5021, 0, 10),
-        s(FIN | ACK, 5021, 1012, 0, 11),
-        c(ACK, 1012, 5022, 0, 12),
-    ]);
+    script.extend([c(FIN | ACK, 1011, 5021, 0, 10), s(FIN | ACK, 5021, 1012, 0, 11), c(ACK, 1012, 5022, 0, 12)]);
     let opts = StateOptions { time_wait_ns: 5_000 * MS, ..StateOptions::default() };
     // Not yet.
     let n = run_opts(opts, &script, Some(5_011)).len();
@@ -479,7 +481,10 @@ fn time_wait_expiry_by_tick_and_by_later_records() {
     assert_eq!(ev.len(), n + 1);
     let last = ev.last().unwrap();
     assert_eq!(last.ts_ns, 5_012 * MS);
-    assert_eq!(lines(&ev).last().unwrap(), "STATE 10.0.0.1.40000 TIME_WAIT -> CLOSED (TIME_WAIT expired, peer 10.0.0.2.80)");
+    assert_eq!(
+        lines(&ev).last().unwrap(),
+        "STATE 10.0.0.1.40000 TIME_WAIT -> CLOSED (TIME_WAIT expired, peer 10.0.0.2.80)"
+    );
     // A record of another connection later on expires it too, before its own events.
     let mut script2 = script.clone();
     let other = P { from_client: true, flags: SYN, seq: 1, ack: 0, len: 0, t_ms: 9_000 };
@@ -534,7 +539,10 @@ fn eviction_of_the_oldest_idle() {
     let sm = summaries(&out);
     assert_eq!(sm.len(), 1);
     assert_eq!((sm[0].a.port, sm[0].outcome), (2, Outcome::Evicted));
-    assert_eq!(lines(&out)[0], "CONN 10.0.0.1.2 > 10.0.0.2.80: evicted in SYN_SENT/CLOSED, duration 2.000ms, handshake -, bytes >? <?");
+    assert_eq!(
+        lines(&out)[0],
+        "CONN 10.0.0.1.2 > 10.0.0.2.80: evicted in SYN_SENT/CLOSED, duration 2.000ms, handshake -, bytes >? <?"
+    );
 }
 
 #[test]
@@ -569,7 +577,10 @@ fn ipv6_and_wrapping_sequence_numbers() {
         l.last().unwrap(),
         "CONN 2001:db8::1.5000 > 2001:db8::2.443: fin, client closed first, duration 0.000ms, handshake 0.000ms, bytes >10 <0"
     );
-    assert!(l.iter().any(|x| x == "STATE 2001:db8::2.443 ESTABLISHED -> CLOSE_WAIT (sent ACK of FIN, peer 2001:db8::1.5000)"));
+    assert!(
+        l.iter()
+            .any(|x| x == "STATE 2001:db8::2.443 ESTABLISHED -> CLOSE_WAIT (sent ACK of FIN, peer 2001:db8::1.5000)")
+    );
 }
 
 #[test]
@@ -618,32 +629,41 @@ fn same_events_with_every_packet_or_only_state_relevant_ones() {
         v.extend_from_slice(tail);
         v
     };
-    scripts.push(close(opened(), &[
-        c(FIN | ACK, 1011, 5021, 0, 10),
-        s(ACK, 5021, 1012, 0, 11),
-        s(ACK | PSH, 5021, 1012, 100, 500),
-        c(ACK, 1012, 5121, 0, 501),
-        c(ACK, 1012, 5121, 0, 502),
-        s(FIN | ACK, 5121, 1012, 0, 1000),
-        c(ACK, 1012, 5122, 0, 1001),
-        c(ACK, 1012, 5122, 0, 1002),
-    ]));
-    scripts.push(close(opened(), &[
-        s(FIN | ACK | PSH, 5021, 1011, 5, 10),
-        c(ACK, 1011, 5026, 0, 11),
-        c(ACK | PSH, 1011, 5026, 7, 12),
-        c(ACK, 1018, 5027, 0, 13),
-        s(ACK, 5027, 1018, 0, 14),
-        c(FIN | ACK, 1018, 5027, 0, 15),
-        s(ACK, 5027, 1019, 0, 16),
-    ]));
-    scripts.push(close(opened(), &[
-        c(FIN | ACK, 1011, 5021, 0, 10),
-        s(FIN | ACK, 5021, 1011, 0, 10),
-        c(ACK, 1012, 5022, 0, 11),
-        s(ACK, 5022, 1012, 0, 11),
-        s(ACK, 5022, 1012, 0, 12),
-    ]));
+    scripts.push(close(
+        opened(),
+        &[
+            c(FIN | ACK, 1011, 5021, 0, 10),
+            s(ACK, 5021, 1012, 0, 11),
+            s(ACK | PSH, 5021, 1012, 100, 500),
+            c(ACK, 1012, 5121, 0, 501),
+            c(ACK, 1012, 5121, 0, 502),
+            s(FIN | ACK, 5121, 1012, 0, 1000),
+            c(ACK, 1012, 5122, 0, 1001),
+            c(ACK, 1012, 5122, 0, 1002),
+        ],
+    ));
+    scripts.push(close(
+        opened(),
+        &[
+            s(FIN | ACK | PSH, 5021, 1011, 5, 10),
+            c(ACK, 1011, 5026, 0, 11),
+            c(ACK | PSH, 1011, 5026, 7, 12),
+            c(ACK, 1018, 5027, 0, 13),
+            s(ACK, 5027, 1018, 0, 14),
+            c(FIN | ACK, 1018, 5027, 0, 15),
+            s(ACK, 5027, 1019, 0, 16),
+        ],
+    ));
+    scripts.push(close(
+        opened(),
+        &[
+            c(FIN | ACK, 1011, 5021, 0, 10),
+            s(FIN | ACK, 5021, 1011, 0, 10),
+            c(ACK, 1012, 5022, 0, 11),
+            s(ACK, 5022, 1012, 0, 11),
+            s(ACK, 5022, 1012, 0, 12),
+        ],
+    ));
     scripts.push(vec![
         c(SYN, 1000, 0, 0, 0),
         s(SYN, 5000, 0, 0, 1),
@@ -690,7 +710,8 @@ fn same_events_with_every_packet_or_only_state_relevant_ones() {
         c(FIN | ACK, 3010, 7011, 0, 6),
         s(ACK, 7011, 3011, 0, 7),
     ]);
-    scripts.push(close(opened(), &[c(ACK | PSH, 1011, 5021, 10, 100), s(ACK, 5021, 1021, 0, 101), c(SYN, 1, 0, 0, 200)]));
+    scripts
+        .push(close(opened(), &[c(ACK | PSH, 1011, 5021, 10, 100), s(ACK, 5021, 1021, 0, 101), c(SYN, 1, 0, 0, 200)]));
     let mut filtered = 0;
     for (i, script) in scripts.iter().enumerate() {
         let kept = kernel_filter(script);
@@ -767,7 +788,14 @@ fn same_events_on_random_conversations() {
                 let p = match next(12) {
                     0 => {
                         // Reset (maybe with a stale sequence number).
-                        let p = P { from_client: from_c, flags: RST | (ACK * next(2) as u16), seq: *mine, ack, len: 0, t_ms: tt };
+                        let p = P {
+                            from_client: from_c,
+                            flags: RST | (ACK * next(2) as u16),
+                            seq: *mine,
+                            ack,
+                            len: 0,
+                            t_ms: tt,
+                        };
                         script.push(p);
                         break;
                     }
@@ -781,7 +809,8 @@ fn same_events_on_random_conversations() {
                     }
                     4 if fin[from_c as usize] => {
                         // Retransmitted FIN.
-                        let mut p = *script.iter().rev().find(|p: &&P| p.from_client == from_c && p.flags & FIN != 0).unwrap();
+                        let mut p =
+                            *script.iter().rev().find(|p: &&P| p.from_client == from_c && p.flags & FIN != 0).unwrap();
                         p.t_ms = tt;
                         p
                     }
@@ -805,10 +834,9 @@ fn same_events_on_random_conversations() {
         }
         let kept = kernel_filter(&script);
         total_filtered += script.len() - kept.len();
-        for opts in [
-            StateOptions::default(),
-            StateOptions { max_conns: 1, time_wait_ns: 20_000 * MS, stale_ns: 50_000 * MS },
-        ] {
+        for opts in
+            [StateOptions::default(), StateOptions { max_conns: 1, time_wait_ns: 20_000 * MS, stale_ns: 50_000 * MS }]
+        {
             let all = run_opts(opts, &script, Some(t + 1_000_000));
             let some = run_opts(opts, &kept, Some(t + 1_000_000));
             assert_eq!(lines(&all), lines(&some), "{script:#?}");

@@ -29,7 +29,12 @@ fn lines(r: impl Read + Send + 'static) -> mpsc::Receiver<String> {
 }
 
 /// Waits on `rx` for a line containing `what`, keeping every line in `seen`.
-fn wait_line(rx: &mpsc::Receiver<String>, seen: &mut Vec<String>, what: &str, timeout: Duration) -> Result<String, String> {
+fn wait_line(
+    rx: &mpsc::Receiver<String>,
+    seen: &mut Vec<String>,
+    what: &str,
+    timeout: Duration,
+) -> Result<String, String> {
     let end = Instant::now() + timeout;
     loop {
         let left = end.saturating_duration_since(Instant::now());
