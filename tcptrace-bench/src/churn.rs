@@ -108,6 +108,8 @@ pub struct Sample {
 pub enum Who {
     Nothing,
     Tcptrace,
+    /// The same with `--no-states`: packet lines only, as tcpdump prints.
+    TcptraceNoStates,
     Tcpdump,
 }
 
@@ -127,9 +129,12 @@ pub fn sample(p: &NetPair, tcptrace: &Path, dir: &Path, who: Who, secs: f64) -> 
     let err = dir.join("churn.err");
     let tracer = match who {
         Who::Nothing => None,
-        Who::Tcptrace => {
+        Who::Tcptrace | Who::TcptraceNoStates => {
             let mut c = NetPair::command(&p.a, &tcptrace.to_string_lossy());
             c.args(["-i", &p.if_a, "--flags", "SYN,FIN,RST", "-n"]).env("RUST_LOG", "info");
+            if who == Who::TcptraceNoStates {
+                c.arg("--no-states");
+            }
             Some(Tracer::start(c, &out, &err)?)
         }
         Who::Tcpdump => {

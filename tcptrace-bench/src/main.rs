@@ -142,8 +142,8 @@ fn run(o: &Opts, want: &dyn Fn(&str) -> bool, dir: &std::path::Path) -> Result<(
         let n = if o.quick { 1 } else { runs.min(3).max(1) };
         println!("\n## 3. Connection churn ({secs} s per run, median of {n})\n");
         let p = churn::setup_pair()?;
-        let whos = [churn::Who::Nothing, churn::Who::Tcptrace, churn::Who::Tcpdump];
-        let mut res: Vec<Vec<churn::Sample>> = (0..3).map(|_| Vec::new()).collect();
+        let whos = [churn::Who::Nothing, churn::Who::Tcptrace, churn::Who::TcptraceNoStates, churn::Who::Tcpdump];
+        let mut res: Vec<Vec<churn::Sample>> = whos.iter().map(|_| Vec::new()).collect();
         for _ in 0..n {
             for (i, w) in whos.iter().enumerate() {
                 res[i].push(churn::sample(&p, &o.tcptrace, dir, *w, secs)?);
@@ -156,7 +156,7 @@ fn run(o: &Opts, want: &dyn Fn(&str) -> bool, dir: &std::path::Path) -> Result<(
             median(&v.iter().map(|s| s.tracer_cpu.unwrap_or(0.0) / s.conns as f64 * 1e5).collect::<Vec<_>>())
         };
         let none = rate(&res[0]);
-        let mut cpus = [0.0; 3];
+        let mut cpus = [0.0; 4];
         for (i, w) in whos.iter().enumerate() {
             let v = &res[i];
             cpus[i] = cpu(v);
@@ -165,6 +165,7 @@ fn run(o: &Opts, want: &dyn Fn(&str) -> bool, dir: &std::path::Path) -> Result<(
             let name = match w {
                 churn::Who::Nothing => "nothing attached",
                 churn::Who::Tcptrace => "tcptrace --flags SYN,FIN,RST -n > file",
+                churn::Who::TcptraceNoStates => "tcptrace --flags SYN,FIN,RST -n --no-states > file",
                 churn::Who::Tcpdump => "tcpdump -n 'tcp[tcpflags] & (tcp-syn|tcp-fin|tcp-rst) != 0' > file",
             };
             if *w == churn::Who::Nothing {
@@ -173,8 +174,9 @@ fn run(o: &Opts, want: &dyn Fn(&str) -> bool, dir: &std::path::Path) -> Result<(
                 println!("| {name} | {:.0} | {:.2} | {:.3} | {lost} | {lines} |", rate(v), rate(v) / none, cpus[i]);
             }
         }
-        let r = cpus[1] / cpus[2];
+        let r = cpus[1] / cpus[3];
         println!("\ntcptrace CPU per connection / tcpdump's: {r:.2} (target <= 0.25: {})", pass(r <= 0.25));
+        println!("the same with --no-states: {:.2}", cpus[2] / cpus[3]);
     }
     if want("bulk") {
         let secs = if o.quick { 2 } else { 5 };
