@@ -7,12 +7,12 @@ mod support;
 
 use std::{
     io::{Read, Write},
-    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
+    net::{Shutdown, TcpStream},
     time::Duration,
 };
 
 use support::{
-    netns::{NetPair, in_ns, is_root},
+    netns::{NetPair, exchange, in_ns, is_root, listen},
     proc::Proc,
 };
 
@@ -60,36 +60,6 @@ fn compare(tcptrace: &str, tcpdump: &str) {
             assert!((ta - tb).abs() <= 0.001, "timestamps {ta} vs {tb} more than 1 ms apart on {la}");
         }
     }
-}
-
-fn listen(pair: &NetPair, addr: String) -> (TcpListener, SocketAddr) {
-    let l = in_ns(&pair.b, move || TcpListener::bind(addr).unwrap()).join().unwrap();
-    let a = l.local_addr().unwrap();
-    (l, a)
-}
-
-/// A client in namespace a talks to a server in namespace b: request, reply,
-/// then the client closes first.
-fn exchange(pair: &NetPair, listener: TcpListener, to: SocketAddr) {
-    let server = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        let mut buf = [0u8; 5];
-        s.read_exact(&mut buf).unwrap();
-        s.write_all(b"world!").unwrap();
-        let mut rest = Vec::new();
-        s.read_to_end(&mut rest).unwrap();
-    });
-    in_ns(&pair.a, move || {
-        let mut c = TcpStream::connect(to).unwrap();
-        c.write_all(b"hello").unwrap();
-        let mut buf = [0u8; 6];
-        c.read_exact(&mut buf).unwrap();
-        c.shutdown(Shutdown::Both).unwrap();
-        std::thread::sleep(Duration::from_millis(50));
-    })
-    .join()
-    .unwrap();
-    server.join().unwrap();
 }
 
 fn settle() {

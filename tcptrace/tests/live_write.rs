@@ -6,48 +6,14 @@
 
 mod support;
 
-use std::{
-    io::{Read, Write},
-    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
-    process::Command,
-    time::Duration,
-};
+use std::{process::Command, time::Duration};
 
 use support::{
-    netns::{NetPair, in_ns, is_root},
+    netns::{NetPair, exchange, is_root, listen},
     proc::Proc,
 };
 
 const TCPTRACE: &str = env!("CARGO_BIN_EXE_tcptrace");
-
-fn listen(pair: &NetPair, addr: String) -> (TcpListener, SocketAddr) {
-    let l = in_ns(&pair.b, move || TcpListener::bind(addr).unwrap()).join().unwrap();
-    let a = l.local_addr().unwrap();
-    (l, a)
-}
-
-/// Request, reply, the client closes first.
-fn exchange(pair: &NetPair, listener: TcpListener, to: SocketAddr) {
-    let server = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        let mut buf = [0u8; 5];
-        s.read_exact(&mut buf).unwrap();
-        s.write_all(b"world!").unwrap();
-        let mut rest = Vec::new();
-        s.read_to_end(&mut rest).unwrap();
-    });
-    in_ns(&pair.a, move || {
-        let mut c = TcpStream::connect(to).unwrap();
-        c.write_all(b"hello").unwrap();
-        let mut buf = [0u8; 6];
-        c.read_exact(&mut buf).unwrap();
-        c.shutdown(Shutdown::Both).unwrap();
-        std::thread::sleep(Duration::from_millis(50));
-    })
-    .join()
-    .unwrap();
-    server.join().unwrap();
-}
 
 /// `-tt` lines as (seconds, rest), without empty lines.
 fn split(lines: &str) -> Vec<(f64, String)> {

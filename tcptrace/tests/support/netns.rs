@@ -3,9 +3,12 @@
 
 use std::{
     fs::File,
+    io::{Read, Write},
+    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
     os::fd::AsRawFd,
     process::{Command, Stdio},
     sync::atomic::{AtomicU32, Ordering},
+    time::Duration,
 };
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -99,4 +102,35 @@ pub fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// A listener in namespace `b` bound to `addr` (e.g. `10.77.1.2:0`).
+pub fn listen(pair: &NetPair, addr: String) -> (TcpListener, SocketAddr) {
+    let l = in_ns(&pair.b, move || TcpListener::bind(addr).unwrap()).join().unwrap();
+    let a = l.local_addr().unwrap();
+    (l, a)
+}
+
+/// A client in namespace a talks to a server in namespace b: request, reply,
+/// then the client closes first.
+pub fn exchange(pair: &NetPair, listener: TcpListener, to: SocketAddr) {
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf).unwrap();
+        s.write_all(b"world!").unwrap();
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).unwrap();
+    });
+    in_ns(&pair.a, move || {
+        let mut c = TcpStream::connect(to).unwrap();
+        c.write_all(b"hello").unwrap();
+        let mut buf = [0u8; 6];
+        c.read_exact(&mut buf).unwrap();
+        c.shutdown(Shutdown::Both).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    })
+    .join()
+    .unwrap();
+    server.join().unwrap();
 }
