@@ -63,7 +63,14 @@
 mod tests;
 mod text;
 
-use std::collections::{BTreeSet, HashMap};
+use std::{
+    collections::{BTreeSet, HashMap},
+    hash::BuildHasherDefault,
+};
+
+// Addresses and ports: SipHash's flooding resistance buys nothing, and it
+// showed in the churn profile.
+use crate::format::FastHasher;
 
 use tcptrace_common::record::{Malformed, PacketRecord, flags};
 
@@ -367,7 +374,7 @@ enum Restart {
 /// The tracker: feed it records in time order with [`ConnTracker::observe`].
 pub struct ConnTracker {
     opts: StateOptions,
-    conns: HashMap<Key, Conn>,
+    conns: HashMap<Key, Conn, BuildHasherDefault<FastHasher>>,
     /// (deadline, key) of every connection that has one.
     deadlines: BTreeSet<(i64, Key)>,
     /// (last activity, serial, key) of every connection.
@@ -380,7 +387,7 @@ impl ConnTracker {
     pub fn new(opts: StateOptions) -> Self {
         Self {
             opts: StateOptions { max_conns: opts.max_conns.max(1), ..opts },
-            conns: HashMap::new(),
+            conns: HashMap::default(),
             deadlines: BTreeSet::new(),
             lru: BTreeSet::new(),
             serial: 0,
