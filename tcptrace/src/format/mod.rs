@@ -106,19 +106,24 @@ type ConvTable = HashMap<ConvKey, Bases, std::hash::BuildHasherDefault<FastHashe
 
 /// Appends `v` in decimal (what `write!(s, "{v}")` does, without the
 /// formatting machinery, which showed up in profiles of `-r`).
-pub(crate) fn push_u32(s: &mut String, mut v: u32) {
-    let mut buf = [0u8; 10];
+pub(crate) fn push_u32(s: &mut String, v: u32) {
+    let mut buf = [b'0'; 10];
+    let i = decimal(v, &mut buf);
+    // SAFETY: ASCII digits.
+    s.push_str(unsafe { std::str::from_utf8_unchecked(&buf[i..]) });
+}
+
+/// Writes `v`'s decimal digits at the end of `buf`; returns where they start.
+pub(crate) fn decimal(mut v: u32, buf: &mut [u8; 10]) -> usize {
     let mut i = buf.len();
     loop {
         i -= 1;
         buf[i] = b'0' + (v % 10) as u8;
         v /= 10;
         if v == 0 {
-            break;
+            return i;
         }
     }
-    // SAFETY: ASCII digits.
-    s.push_str(unsafe { std::str::from_utf8_unchecked(&buf[i..]) });
 }
 
 /// Sequence-number bases of one conversation (tcpdump's `tcp_seq_hash`):

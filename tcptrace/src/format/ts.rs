@@ -103,17 +103,10 @@ pub(crate) fn init_tz() {
 }
 
 /// `v` in decimal, zero-padded to at least `width` digits.
-fn push_padded(out: &mut Vec<u8>, mut v: u32, width: usize) {
+fn push_padded(out: &mut Vec<u8>, v: u32, width: usize) {
+    // The buffer starts as zeros, so the padding is already there.
     let mut buf = [b'0'; 10];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
+    let i = super::decimal(v, &mut buf);
     out.extend_from_slice(&buf[i.min(buf.len() - width)..]);
 }
 
