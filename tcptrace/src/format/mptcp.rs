@@ -11,6 +11,19 @@ fn be16(b: &[u8]) -> u16 {
 fn be32(b: &[u8]) -> u32 {
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
+/// A DSS data ACK or data sequence number at `o[*p..]`: 8 bytes when `wide`,
+/// else 4; false when fewer than that remain.
+fn dss_number(s: &mut String, o: &[u8], p: &mut usize, rem: &mut usize, wide: bool) -> bool {
+    let n = if wide { 8 } else { 4 };
+    if *rem < n {
+        return false;
+    }
+    let _ = if wide { write!(s, "{}", be64(&o[*p..])) } else { write!(s, "{}", be32(&o[*p..])) };
+    *p += n;
+    *rem -= n;
+    true
+}
+
 fn be64(b: &[u8]) -> u64 {
     u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
 }
@@ -94,38 +107,14 @@ pub(crate) fn print(s: &mut String, o: &[u8], flags: u8) -> bool {
             let mut rem = len - 4;
             if f & 0x01 != 0 {
                 s.push_str(" ack ");
-                if f & 0x02 != 0 {
-                    if rem < 8 {
-                        return false;
-                    }
-                    let _ = write!(s, "{}", be64(&o[p..]));
-                    p += 8;
-                    rem -= 8;
-                } else {
-                    if rem < 4 {
-                        return false;
-                    }
-                    let _ = write!(s, "{}", be32(&o[p..]));
-                    p += 4;
-                    rem -= 4;
+                if !dss_number(s, o, &mut p, &mut rem, f & 0x02 != 0) {
+                    return false;
                 }
             }
             if f & 0x04 != 0 {
                 s.push_str(" seq ");
-                if f & 0x08 != 0 {
-                    if rem < 8 {
-                        return false;
-                    }
-                    let _ = write!(s, "{}", be64(&o[p..]));
-                    p += 8;
-                    rem -= 8;
-                } else {
-                    if rem < 4 {
-                        return false;
-                    }
-                    let _ = write!(s, "{}", be32(&o[p..]));
-                    p += 4;
-                    rem -= 4;
+                if !dss_number(s, o, &mut p, &mut rem, f & 0x08 != 0) {
+                    return false;
                 }
                 if rem < 4 {
                     return false;
