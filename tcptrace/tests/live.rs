@@ -12,7 +12,7 @@ use std::{
 };
 
 use support::{
-    netns::{NetPair, exchange, in_ns, is_root, listen},
+    netns::{NetPair, exchange, in_ns, is_root, linger_zero, listen},
     proc::Proc,
 };
 
@@ -104,23 +104,6 @@ fn ipv4_connection_refused_and_reset_match_tcpdump() {
     let packets = tt_out.lines().filter(|l| !l.is_empty()).count();
     assert!(tt_err.contains(&format!("{packets} packets captured")), "{tt_err}");
     assert!(tt_err.contains("0 packets dropped by kernel"), "{tt_err}");
-}
-
-/// Sets SO_LINGER {on, 0} so that close() sends a RST.
-fn linger_zero(s: &TcpStream) {
-    use std::os::fd::AsRawFd;
-    let l = libc::linger { l_onoff: 1, l_linger: 0 };
-    // SAFETY: valid socket fd and a correctly sized option value.
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&l as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as u32,
-        )
-    };
-    assert_eq!(rc, 0);
 }
 
 #[test]

@@ -28,7 +28,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use support::netns::{NetPair, in_ns, is_root};
+use support::netns::{NetPair, in_ns, is_root, linger_zero};
 
 /// How long a step may take to show up in both `ss` and tcptrace.
 const STEP: Duration = Duration::from_secs(5);
@@ -416,22 +416,6 @@ fn drop_input(s: &impl AsRawFd, on: bool) {
         }
     };
     check(rc, if on { "SO_ATTACH_FILTER" } else { "SO_DETACH_FILTER" });
-}
-
-/// Sets SO_LINGER {on, 0} so that close() sends an RST.
-fn linger_zero(s: &TcpStream) {
-    let l = libc::linger { l_onoff: 1, l_linger: 0 };
-    // SAFETY: valid socket fd and a correctly sized option value.
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&l as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    check(rc, "SO_LINGER");
 }
 
 /// A client in a and a server in b (IPv4 or IPv6, as `to`), both

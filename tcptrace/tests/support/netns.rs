@@ -134,3 +134,19 @@ pub fn exchange(pair: &NetPair, listener: TcpListener, to: SocketAddr) {
     .unwrap();
     server.join().unwrap();
 }
+
+/// Sets SO_LINGER {on, 0} so that close() sends an RST.
+pub fn linger_zero(s: &TcpStream) {
+    let l = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: valid socket fd and a correctly sized option value.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&l as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_LINGER: {}", std::io::Error::last_os_error());
+}
