@@ -64,7 +64,8 @@ mod tests;
 mod text;
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    cmp::Reverse,
+    collections::{BinaryHeap, HashMap},
     hash::BuildHasherDefault,
 };
 
@@ -371,14 +372,35 @@ enum Restart {
     Reuse,
 }
 
+/// No slot: the end of the least-recently-active list.
+const NIL: u32 = u32::MAX;
+
+/// A connection in the tracker's slab, linked into the least-recently-active
+/// list.
+struct Slot {
+    conn: Conn,
+    live: bool,
+    prev: u32,
+    next: u32,
+}
+
 /// The tracker: feed it records in time order with [`ConnTracker::observe`].
+///
+/// Connections live in a slab found through one hash lookup per record; the
+/// least-recently-active order is a list through the slab (moving a
+/// connection to its end is O(1)), and deadlines are a min-heap whose stale
+/// entries (a deadline changed, a connection gone) are skipped when they come
+/// up and swept when they outnumber the live ones.
 pub struct ConnTracker {
     opts: StateOptions,
-    conns: HashMap<Key, Conn, BuildHasherDefault<FastHasher>>,
-    /// (deadline, key) of every connection that has one.
-    deadlines: BTreeSet<(i64, Key)>,
-    /// (last activity, serial, key) of every connection.
-    lru: BTreeSet<(i64, u64, Key)>,
+    index: HashMap<Key, u32, BuildHasherDefault<FastHasher>>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    /// Least and most recently active connection.
+    head: u32,
+    tail: u32,
+    /// (deadline, key, slot, serial): the key orders equal deadlines.
+    deadlines: BinaryHeap<Reverse<(i64, Key, u32, u64)>>,
     serial: u64,
     evictions: u64,
 }
@@ -387,9 +409,12 @@ impl ConnTracker {
     pub fn new(opts: StateOptions) -> Self {
         Self {
             opts: StateOptions { max_conns: opts.max_conns.max(1), ..opts },
-            conns: HashMap::default(),
-            deadlines: BTreeSet::new(),
-            lru: BTreeSet::new(),
+            index: HashMap::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            head: NIL,
+            tail: NIL,
+            deadlines: BinaryHeap::new(),
             serial: 0,
             evictions: 0,
         }
@@ -398,11 +423,11 @@ impl ConnTracker {
     /// Connections tracked now (ended ones still in `TIME_WAIT` or
     /// remembered after an RST included).
     pub fn len(&self) -> usize {
-        self.conns.len()
+        self.index.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.conns.is_empty()
+        self.index.is_empty()
     }
 
     /// Most connections tracked at once ([`StateOptions::max_conns`]).
@@ -417,15 +442,17 @@ impl ConnTracker {
 
     /// Expires what is due at `now` (`TIME_WAIT`, stale connections).
     pub fn tick(&mut self, now: i64, out: &mut Vec<StateEvent>) {
-        while let Some(&(due, key)) = self.deadlines.first() {
+        while let Some(&Reverse((due, _, slot, serial))) = self.deadlines.peek() {
             if due > now {
                 break;
             }
-            self.deadlines.pop_first();
-            let Some(c) = self.conns.get_mut(&key) else { continue };
-            if c.deadline != Some(due) {
+            self.deadlines.pop();
+            let idx = slot as usize;
+            let s = &mut self.slots[idx];
+            if !s.live || s.conn.serial != serial || s.conn.deadline != Some(due) {
                 continue;
             }
+            let c = &mut s.conn;
             c.deadline = None;
             if c.ended.is_some() {
                 let mut any_tw = false;
@@ -454,16 +481,16 @@ impl ConnTracker {
                     }
                 }
                 if any_tw {
-                    self.reschedule(key);
+                    self.reschedule(idx);
                 } else {
-                    self.remove(&key);
+                    self.remove(idx);
                 }
             } else {
                 // The summary only: the connection is still followed (as the
                 // kernel still follows it), so that segments that come later
                 // give the same transitions with or without a flag filter.
-                self.end(key, due, Outcome::Timeout, out);
-                self.reschedule(key);
+                self.end(idx, due, Outcome::Timeout, out);
+                self.reschedule(idx);
             }
         }
     }
@@ -501,28 +528,29 @@ impl ConnTracker {
             payload: rec.ip_total_len.saturating_sub(rec.l4_off as u32).saturating_sub(rec.data_off as u32),
         };
         let ctl = seg.flags & (flags::SYN | flags::FIN | flags::RST) != 0;
-        if self.conns.contains_key(&key) {
-            match self.step(key, from, &seg, ts, out) {
+        if let Some(&slot) = self.index.get(&key) {
+            let idx = slot as usize;
+            match self.step(idx, from, &seg, ts, out) {
                 Restart::No => return,
                 Restart::Reuse => {
-                    self.end(key, ts, Outcome::Reused, out);
-                    self.remove(&key);
+                    self.end(idx, ts, Outcome::Reused, out);
+                    self.remove(idx);
                 }
             }
         }
         if !ctl {
             return;
         }
-        self.create(key, from, &seg, ts, out);
-        self.step(key, from, &seg, ts, out);
+        let idx = self.create(key, from, &seg, ts, out);
+        self.step(idx, from, &seg, ts, out);
     }
 
-    fn create(&mut self, key: Key, from: usize, seg: &Seg, ts: i64, out: &mut Vec<StateEvent>) {
-        while self.conns.len() >= self.opts.max_conns {
-            let Some(&(_, _, old)) = self.lru.first() else { break };
+    fn create(&mut self, key: Key, from: usize, seg: &Seg, ts: i64, out: &mut Vec<StateEvent>) -> usize {
+        while self.index.len() >= self.opts.max_conns && self.head != NIL {
+            let old = self.head as usize;
             self.evictions += 1;
             self.end(old, ts, Outcome::Evicted, out);
-            self.remove(&old);
+            self.remove(old);
         }
         self.serial += 1;
         let mut c = Conn {
@@ -566,22 +594,76 @@ impl ConnTracker {
             c.s[0].state = TcpState::Established;
             c.s[1].state = TcpState::Established;
         }
-        self.lru.insert((ts, c.serial, key));
-        self.conns.insert(key, c);
+        let slot = Slot { conn: c, live: true, prev: NIL, next: NIL };
+        let idx = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = slot;
+                i as usize
+            }
+            None => {
+                self.slots.push(slot);
+                self.slots.len() - 1
+            }
+        };
+        self.link_last(idx);
+        self.index.insert(key, idx as u32);
+        idx
     }
 
-    fn remove(&mut self, key: &Key) {
-        if let Some(c) = self.conns.remove(key) {
-            self.lru.remove(&(c.last_active, c.serial, *key));
-            if let Some(d) = c.deadline {
-                self.deadlines.remove(&(d, *key));
-            }
+    /// Appends slot `idx` (unlinked) to the least-recently-active list.
+    fn link_last(&mut self, idx: usize) {
+        let tail = self.tail;
+        self.slots[idx].prev = tail;
+        self.slots[idx].next = NIL;
+        match tail {
+            NIL => self.head = idx as u32,
+            t => self.slots[t as usize].next = idx as u32,
+        }
+        self.tail = idx as u32;
+    }
+
+    fn unlink(&mut self, idx: usize) {
+        let (prev, next) = (self.slots[idx].prev, self.slots[idx].next);
+        match prev {
+            NIL => self.head = next,
+            p => self.slots[p as usize].next = next,
+        }
+        match next {
+            NIL => self.tail = prev,
+            n => self.slots[n as usize].prev = prev,
         }
     }
 
-    /// Sets the deadline of `key` from its state.
-    fn reschedule(&mut self, key: Key) {
-        let Some(c) = self.conns.get_mut(&key) else { return };
+    fn remove(&mut self, idx: usize) {
+        if !self.slots[idx].live {
+            return;
+        }
+        self.unlink(idx);
+        let c = &mut self.slots[idx];
+        c.live = false;
+        let key = (c.conn.s[0].ep, c.conn.s[1].ep);
+        self.index.remove(&key);
+        self.free.push(idx as u32);
+        // Its deadline, if any, is left in the heap and skipped later.
+        self.sweep();
+    }
+
+    /// Drops the heap's stale entries once they outnumber the live
+    /// connections (each has at most one live entry), so the heap stays
+    /// within a small multiple of the table.
+    fn sweep(&mut self) {
+        if self.deadlines.len() > 2 * self.index.len() + 1024 {
+            let slots = &self.slots;
+            self.deadlines.retain(|Reverse((due, _, slot, serial))| {
+                let s = &slots[*slot as usize];
+                s.live && s.conn.serial == *serial && s.conn.deadline == Some(*due)
+            });
+        }
+    }
+
+    /// Sets the deadline of slot `idx` from its state.
+    fn reschedule(&mut self, idx: usize) {
+        let c = &mut self.slots[idx].conn;
         let want = if let Some(end) = c.ended {
             let tw = c.s.iter().filter(|s| s.state == TcpState::TimeWait).filter_map(|s| s.tw_deadline).min();
             Some(tw.unwrap_or(end.saturating_add(self.opts.time_wait_ns)))
@@ -602,29 +684,30 @@ impl ConnTracker {
             None
         };
         if want != c.deadline {
-            if let Some(d) = c.deadline {
-                self.deadlines.remove(&(d, key));
-            }
-            if let Some(d) = want {
-                self.deadlines.insert((d, key));
-            }
             c.deadline = want;
+            if let Some(d) = want {
+                let key = (c.s[0].ep, c.s[1].ep);
+                self.deadlines.push(Reverse((d, key, idx as u32, c.serial)));
+                self.sweep();
+            }
         }
     }
 
-    fn touch(&mut self, key: Key, ts: i64) {
-        let Some(c) = self.conns.get_mut(&key) else { return };
+    fn touch(&mut self, idx: usize, ts: i64) {
+        let c = &mut self.slots[idx].conn;
         let ts = ts.max(c.last_active);
         if ts != c.last_active {
-            self.lru.remove(&(c.last_active, c.serial, key));
             c.last_active = ts;
-            self.lru.insert((ts, c.serial, key));
+            if self.tail != idx as u32 {
+                self.unlink(idx);
+                self.link_last(idx);
+            }
         }
     }
 
-    /// Makes the summary of `key` (once); marks it ended for a FIN or RST.
-    fn end(&mut self, key: Key, ts: i64, outcome: Outcome, out: &mut Vec<StateEvent>) {
-        let Some(c) = self.conns.get_mut(&key) else { return };
+    /// Makes the summary of slot `idx` (once); marks it ended for a FIN or RST.
+    fn end(&mut self, idx: usize, ts: i64, outcome: Outcome, out: &mut Vec<StateEvent>) {
+        let c = &mut self.slots[idx].conn;
         if matches!(outcome, Outcome::Fin { .. } | Outcome::Rst { .. } | Outcome::Refused) && c.ended.is_none() {
             c.ended = Some(ts);
         }
@@ -659,10 +742,10 @@ impl ConnTracker {
         });
     }
 
-    /// Applies a segment from endpoint `from` of `key` (which exists).
-    fn step(&mut self, key: Key, from: usize, seg: &Seg, ts: i64, out: &mut Vec<StateEvent>) -> Restart {
+    /// Applies a segment from endpoint `from` of the connection in slot `idx`.
+    fn step(&mut self, idx: usize, from: usize, seg: &Seg, ts: i64, out: &mut Vec<StateEvent>) -> Restart {
         let opts = self.opts;
-        let Some(c) = self.conns.get_mut(&key) else { return Restart::No };
+        let c = &mut self.slots[idx].conn;
         let to = from ^ 1;
         let f = seg.flags;
         let has = |bit: u16| f & bit != 0;
@@ -682,7 +765,7 @@ impl ConnTracker {
                     }
                 }
                 if out.len() != n_before {
-                    self.reschedule(key);
+                    self.reschedule(idx);
                 }
                 return Restart::No;
             }
@@ -730,9 +813,9 @@ impl ConnTracker {
             }
             let a = c.client.unwrap_or(c.first_from);
             let by = if from == a { Who::A } else { Who::B };
-            self.touch(key, ts);
-            self.end(key, ts, if refused { Outcome::Refused } else { Outcome::Rst { by } }, out);
-            self.reschedule(key);
+            self.touch(idx, ts);
+            self.end(idx, ts, if refused { Outcome::Refused } else { Outcome::Rst { by } }, out);
+            self.reschedule(idx);
             return Restart::No;
         }
 
@@ -829,9 +912,9 @@ impl ConnTracker {
             }
             handshake_done(c, ts);
             if changed || out.len() != n_before {
-                self.touch(key, ts);
+                self.touch(idx, ts);
             }
-            self.reschedule(key);
+            self.reschedule(idx);
             return Restart::No;
         }
 
@@ -915,12 +998,12 @@ impl ConnTracker {
 
         let both_closed = c.s[0].fin_acked && c.s[1].fin_acked;
         if changed || out.len() != n_before {
-            self.touch(key, ts);
+            self.touch(idx, ts);
         }
         if both_closed {
-            self.end(key, ts, Outcome::Fin { first: Who::A, simultaneous: false }, out);
+            self.end(idx, ts, Outcome::Fin { first: Who::A, simultaneous: false }, out);
         }
-        self.reschedule(key);
+        self.reschedule(idx);
         Restart::No
     }
 }
