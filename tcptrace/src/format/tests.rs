@@ -277,3 +277,20 @@ fn timestamps() {
     let l = line_cut(&mut f, &frame, frame.len(), Timestamp::micros(8, 0));
     assert!(l.starts_with(" 00:00:00.999999 IP "), "{l}");
 }
+
+#[test]
+fn decimal_digits_in_place() {
+    let d = |v: u32, w: usize| {
+        let mut out = b"x".to_vec();
+        super::push_decimal(&mut out, v, w);
+        String::from_utf8(out).unwrap()
+    };
+    for v in [0, 1, 9, 10, 99, 100, 65535, 999_999_999, 1_000_000_000, u32::MAX] {
+        assert_eq!(d(v, 1), format!("x{v}"));
+        assert_eq!(d(v, 6), format!("x{v:06}"));
+        assert_eq!(d(v, 9), format!("x{v:09}"));
+    }
+    let mut s = String::from("a");
+    super::push_u32(&mut s, 4_294_967_295);
+    assert_eq!(s, "a4294967295");
+}

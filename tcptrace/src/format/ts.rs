@@ -104,10 +104,7 @@ pub(crate) fn init_tz() {
 
 /// `v` in decimal, zero-padded to at least `width` digits.
 fn push_padded(out: &mut Vec<u8>, v: u32, width: usize) {
-    // The buffer starts as zeros, so the padding is already there.
-    let mut buf = [b'0'; 10];
-    let i = super::decimal(v, &mut buf);
-    out.extend_from_slice(&buf[i.min(buf.len() - width)..]);
+    super::push_decimal(out, v, width);
 }
 
 fn frac_print(out: &mut Vec<u8>, frac: i64, nano: bool) {

@@ -595,6 +595,9 @@ fn durations() {
     assert_eq!(d(999_999_999), "999.999ms");
     assert_eq!(d(12_345_678_901), "12.345s");
     assert_eq!(d(-5), "0.000ms");
+    assert_eq!(d(4_294_967_296_123_000_000), "4294967296.123s");
+    assert_eq!(d(i64::MAX), format!("{}.{:03}s", i64::MAX / 1_000_000_000, i64::MAX / 1_000_000 % 1000));
+    assert_eq!(d(5_000_000_007_000_000_000), "5000000007.000s");
 }
 
 /// Whether the kernel would send this segment with `--flags SYN,FIN,RST`

@@ -6,10 +6,8 @@
 //! CONN 10.99.0.1.40036 > 10.99.0.2.5555: fin, server closed first, duration 1.743ms, handshake 0.048ms, bytes >0 <2
 //! ```
 
-use std::fmt::Write;
-
 use super::{Endpoint, EventKind, Outcome, StateEvent, Summary, Who};
-use crate::format::addr;
+use crate::format::{addr, push_u32};
 
 /// `addr.port`, numeric, as tcpdump -n prints it.
 fn endpoint(s: &mut String, e: &Endpoint) {
@@ -18,7 +16,27 @@ fn endpoint(s: &mut String, e: &Endpoint) {
     } else {
         addr::ipv4(&e.addr[..4], s);
     }
-    let _ = write!(s, ".{}", e.port);
+    s.push('.');
+    push_u32(s, e.port as u32);
+}
+
+/// `whole.fff`: `frac` (below 1000) with three digits.
+fn push_milli(s: &mut String, whole: i64, frac: i64) {
+    push_u64(s, whole as u64);
+    s.push('.');
+    // SAFETY: only ASCII digits are appended.
+    crate::format::push_decimal(unsafe { s.as_mut_vec() }, frac as u32, 3);
+}
+
+fn push_u64(s: &mut String, v: u64) {
+    match u32::try_from(v) {
+        Ok(v) => push_u32(s, v),
+        Err(_) => {
+            push_u64(s, v / 1_000_000_000);
+            // SAFETY: only ASCII digits are appended.
+            crate::format::push_decimal(unsafe { s.as_mut_vec() }, (v % 1_000_000_000) as u32, 9);
+        }
+    }
 }
 
 /// A duration: `0.048ms` below a second (microsecond precision), `12.345s`
@@ -27,28 +45,42 @@ pub fn write_duration(s: &mut String, ns: i64) {
     let ns = ns.max(0);
     if ns < 1_000_000_000 {
         let us = ns / 1000;
-        let _ = write!(s, "{}.{:03}ms", us / 1000, us % 1000);
+        push_milli(s, us / 1000, us % 1000);
+        s.push_str("ms");
     } else {
         let ms = ns / 1_000_000;
-        let _ = write!(s, "{}.{:03}s", ms / 1000, ms % 1000);
+        push_milli(s, ms / 1000, ms % 1000);
+        s.push('s');
     }
 }
 
 /// Appends the line for `ev` (ending in `\n`), after the timestamp.
 pub fn write_event(ev: &StateEvent, out: &mut Vec<u8>) {
     let mut s = String::with_capacity(128);
+    event_text(ev, &mut s);
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// The line for `ev` (ending in `\n`) into `s`, which is cleared first.
+fn event_text(ev: &StateEvent, s: &mut String) {
+    s.clear();
     match &ev.kind {
         EventKind::Transition(t) => {
             s.push_str("STATE ");
-            endpoint(&mut s, &t.endpoint);
-            let _ = write!(s, " {} -> {} ({}, peer ", t.from.name(), t.to.name(), t.cause.text());
-            endpoint(&mut s, &t.peer);
+            endpoint(s, &t.endpoint);
+            s.push(' ');
+            s.push_str(t.from.name());
+            s.push_str(" -> ");
+            s.push_str(t.to.name());
+            s.push_str(" (");
+            s.push_str(t.cause.text());
+            s.push_str(", peer ");
+            endpoint(s, &t.peer);
             s.push(')');
         }
-        EventKind::Summary(sm) => summary(&mut s, sm),
+        EventKind::Summary(sm) => summary(s, sm),
     }
     s.push('\n');
-    out.extend_from_slice(s.as_bytes());
 }
 
 fn summary(s: &mut String, sm: &Summary) {
@@ -78,7 +110,10 @@ fn summary(s: &mut String, sm: &Summary) {
         }
         Outcome::Refused => {}
         Outcome::Timeout | Outcome::Evicted | Outcome::Reused => {
-            let _ = write!(s, " in {}/{}", sm.states[0].name(), sm.states[1].name());
+            s.push_str(" in ");
+            s.push_str(sm.states[0].name());
+            s.push('/');
+            s.push_str(sm.states[1].name());
         }
     }
     if sm.opened_before_trace {
@@ -96,9 +131,7 @@ fn summary(s: &mut String, sm: &Summary) {
     }
     s.push_str(", bytes >");
     let n = |s: &mut String, b: Option<u32>| match b {
-        Some(b) => {
-            let _ = write!(s, "{b}");
-        }
+        Some(b) => push_u32(s, b),
         None => s.push('?'),
     };
     n(s, sm.bytes[0]);
@@ -115,9 +148,11 @@ pub fn write_events(
     to_ts: impl Fn(i64) -> crate::format::Timestamp,
     out: &mut Vec<u8>,
 ) {
+    let mut s = String::with_capacity(160);
     for ev in events {
         fmt.write_aside_timestamp(to_ts(ev.ts_ns), out);
-        write_event(ev, out);
+        event_text(ev, &mut s);
+        out.extend_from_slice(s.as_bytes());
     }
 }
 
