@@ -183,6 +183,11 @@ impl<W: Write> Pipeline<W> {
                 self.requests.pop();
             }
         }
+        if self.queue.is_empty() && (!show || self.fmt.unresolved(rec).next().is_none()) {
+            // Nothing waits before it and it waits for nothing: no queueing.
+            self.emit(ts, ns, link, rec, show)?;
+            return Ok(if self.stopped { Flow::Stop } else { Flow::Go });
+        }
         self.queue.push_back(Pending { ts, ns, link, rec: *rec, show });
         self.drain()
     }
@@ -231,50 +236,60 @@ impl<W: Write> Pipeline<W> {
                 break;
             }
             let Some(p) = self.queue.pop_front() else { break };
-            self.line.clear();
-            if let (true, Some(pcap)) = (p.show, self.pcap.as_mut()) {
-                if !pcap.write(p.ts, &p.rec)? {
-                    self.stopped = true;
-                    continue;
-                }
-                if self.states.is_some() {
-                    // State lines' -ttt/-ttttt deltas follow the packets.
-                    self.fmt.skip_packet(p.ts);
-                }
-            } else if p.show && self.json {
-                self.scratch.clear();
-                self.fmt.write_packet_link(p.ts, p.link, &p.rec, &mut self.scratch);
-                let text = String::from_utf8_lossy(&self.scratch);
-                crate::json::write_packet(p.ts, &p.rec, &text, &mut self.line);
-            } else if p.show {
-                self.fmt.write_packet_link(p.ts, p.link, &p.rec, &mut self.line);
-            }
-            if let Some(st) = self.states.as_mut() {
-                put_events(
-                    st.observe_events(p.ns, &p.rec),
-                    &self.fmt,
-                    self.time,
-                    self.json,
-                    self.metrics.as_ref(),
-                    &mut self.line,
-                );
-            }
-            self.last_ns = Some(p.ns);
-            if !self.line.is_empty() && !self.out.write_line(&self.line)? {
-                self.stopped = true;
-                continue;
-            }
-            if p.show {
-                if let Some(m) = &self.metrics {
-                    m.packet(&p.rec);
-                }
-                self.shown += 1;
-                if self.shown >= self.limit {
-                    self.stopped = true;
-                }
-            }
+            self.emit(p.ts, p.ns, p.link, &p.rec, p.show)?;
         }
         Ok(if self.stopped { Flow::Stop } else { Flow::Go })
+    }
+
+    /// Writes what one record gives (packet line or pcap record, state
+    /// lines), now.
+    fn emit(&mut self, ts: Timestamp, ns: i64, link: LinkInfo, rec: &PacketRecord, show: bool) -> io::Result<()> {
+        if self.stopped {
+            return Ok(());
+        }
+        self.line.clear();
+        if let (true, Some(pcap)) = (show, self.pcap.as_mut()) {
+            if !pcap.write(ts, rec)? {
+                self.stopped = true;
+                return Ok(());
+            }
+            if self.states.is_some() {
+                // State lines' -ttt/-ttttt deltas follow the packets.
+                self.fmt.skip_packet(ts);
+            }
+        } else if show && self.json {
+            self.scratch.clear();
+            self.fmt.write_packet_link(ts, link, rec, &mut self.scratch);
+            let text = String::from_utf8_lossy(&self.scratch);
+            crate::json::write_packet(ts, rec, &text, &mut self.line);
+        } else if show {
+            self.fmt.write_packet_link(ts, link, rec, &mut self.line);
+        }
+        if let Some(st) = self.states.as_mut() {
+            put_events(
+                st.observe_events(ns, rec),
+                &self.fmt,
+                self.time,
+                self.json,
+                self.metrics.as_ref(),
+                &mut self.line,
+            );
+        }
+        self.last_ns = Some(ns);
+        if !self.line.is_empty() && !self.out.write_line(&self.line)? {
+            self.stopped = true;
+            return Ok(());
+        }
+        if show {
+            if let Some(m) = &self.metrics {
+                m.packet(rec);
+            }
+            self.shown += 1;
+            if self.shown >= self.limit {
+                self.stopped = true;
+            }
+        }
+        Ok(())
     }
 
     /// Expires connections (TIME_WAIT, stale) at clock value `now_ns`, when no
