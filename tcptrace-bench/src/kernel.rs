@@ -32,6 +32,8 @@ fn filter(track_states: bool) -> (FilterConfig, PortBitmap) {
         flag_mask: flags::SYN | flags::FIN | flags::RST,
         use_ports: 1,
         track_states: track_states as u8,
+        // As tcptrace loads it for a terminal or -l (the most wakeups).
+        wake_every_ns: tcptrace_common::filter::WAKE_EVERY_INTERACTIVE_NS,
         ..Default::default()
     };
     (cfg, ports)

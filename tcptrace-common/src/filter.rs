@@ -17,9 +17,27 @@ pub struct FilterConfig {
     /// filter hides (see [`crate::conn`]).
     pub track_states: u8,
     pub _pad: [u8; 3],
+    /// A CPU wakes the ring buffer's reader at most once in this many
+    /// nanoseconds (0: for every record); the reader looks again on a timer
+    /// at least this long after each read that found records, so a record
+    /// submitted without a wakeup waits at most about this long.
+    pub wake_every_ns: u64,
+    /// Also wake the reader when at least this many bytes wait in the ring
+    /// buffer (0: never for that), so that a long `wake_every_ns` cannot let
+    /// it fill up.
+    pub wake_bytes: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<FilterConfig>() == 8);
+const _: () = assert!(core::mem::size_of::<FilterConfig>() == 24);
+
+/// [`FilterConfig::wake_every_ns`] when lines go to a terminal or with `-l`:
+/// records show up within about a millisecond.
+pub const WAKE_EVERY_INTERACTIVE_NS: u64 = 1_000_000;
+
+/// [`FilterConfig::wake_every_ns`] when output goes to a file or pipe (block
+/// buffered, as tcpdump's, whose capture timeout is then a second): up to
+/// 100 ms of records per wakeup.
+pub const WAKE_EVERY_BATCH_NS: u64 = 100_000_000;
 
 /// Words in the port bitmap: one bit for each of the 65536 ports.
 pub const PORT_WORDS: usize = 1024;

@@ -9,7 +9,9 @@
 #![no_main]
 
 use aya_ebpf::{
-    bindings::{__sk_buff, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_UNSPEC, xdp_action, xdp_md},
+    bindings::{
+        __sk_buff, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_UNSPEC, xdp_action, xdp_md,
+    },
     helpers::{bpf_ktime_get_boot_ns, bpf_skb_load_bytes, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
     macros::{classifier, map, xdp},
     maps::{LruHashMap, PerCpuArray, RingBuf},
@@ -31,7 +33,15 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
 /// before the programs are loaded. No map lookup reads it, and the verifier
 /// knows its values: the branches they rule out cost nothing at run time.
 #[unsafe(no_mangle)]
-static FILTER: FilterConfig = FilterConfig { flag_mask: 0, family: 0, use_ports: 0, track_states: 0, _pad: [0; 3] };
+static FILTER: FilterConfig = FilterConfig {
+    flag_mask: 0,
+    family: 0,
+    use_ports: 0,
+    track_states: 0,
+    _pad: [0; 3],
+    wake_every_ns: 0,
+    wake_bytes: 0,
+};
 
 /// The traced ports, when `FILTER.use_ports` is set (read-only data too).
 #[unsafe(no_mangle)]
@@ -73,23 +83,23 @@ static KEY_SCRATCH: PerCpuArray<ConnKey> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static LAST_WAKEUP: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
-/// A CPU wakes the reader at most once in this many nanoseconds. Waking it
-/// (an irq_work, a self-IPI: about a microsecond in a VM) for every record
-/// cost more than everything else a record costs; the reader also drains the
-/// ring buffer on a short timer, so a record submitted without a wakeup
-/// waits at most that long (see `live.rs`).
-const WAKEUP_EVERY_NS: u64 = 1_000_000;
-
 /// Submit flags for a record made at `now`: a wakeup when this CPU has not
-/// woken the reader for [`WAKEUP_EVERY_NS`] (so the first record after a
-/// quiet spell comes out at once), none otherwise.
+/// woken the reader for `FILTER.wake_every_ns` (so the first record after a
+/// quiet spell comes out at once) or when `FILTER.wake_bytes` wait, none
+/// otherwise. Waking the reader (an irq_work, a self-IPI: about a
+/// microsecond in a VM) for every record cost more than everything else a
+/// record costs; the reader drains the ring buffer again on a timer after
+/// each read that found records (see `live.rs`), so no record is left
+/// behind.
 #[inline(always)]
-fn wakeup_flags(now: u64) -> u64 {
+fn wakeup_flags(now: u64, cfg: &FilterConfig) -> u64 {
     match LAST_WAKEUP.get_ptr_mut(0) {
         // SAFETY: per-CPU slot, no other writer while this program runs here.
         Some(last) => unsafe {
-            if now.wrapping_sub(*last) >= WAKEUP_EVERY_NS {
+            if now.wrapping_sub(*last) >= cfg.wake_every_ns {
                 *last = now;
+                BPF_RB_FORCE_WAKEUP as u64
+            } else if cfg.wake_bytes != 0 && EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= cfg.wake_bytes {
                 BPF_RB_FORCE_WAKEUP as u64
             } else {
                 BPF_RB_NO_WAKEUP as u64
@@ -367,7 +377,7 @@ fn trace_full<F: Frame>(frame: &F, ifindex: u32, direction: Direction) {
     fill_record(frame, &headers, rec);
     rec.kind = kind as u8;
     let malformed = rec.malformed;
-    entry.submit(wakeup_flags(now));
+    entry.submit(wakeup_flags(now, cfg));
     bump(stats, counter::EMITTED);
     if malformed != 0 {
         bump_malformed(stats, malformed);

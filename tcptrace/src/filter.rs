@@ -1,7 +1,7 @@
 //! The packet filter the command line asks for, in the form the kernel
 //! programs (and the capture-file path) apply it.
 
-use tcptrace_common::filter::{FilterConfig, PortBitmap};
+use tcptrace_common::filter::{FilterConfig, PortBitmap, WAKE_EVERY_BATCH_NS, WAKE_EVERY_INTERACTIVE_NS};
 
 use crate::cli::Args;
 
@@ -17,8 +17,19 @@ pub fn filter_from_args(args: &Args) -> (FilterConfig, PortBitmap) {
         use_ports: u8::from(!args.port.is_empty()),
         track_states: (!args.no_states && args.flags.is_some()) as u8,
         _pad: [0; 3],
+        wake_every_ns: WAKE_EVERY_INTERACTIVE_NS,
+        wake_bytes: 0,
     };
     (cfg, ports)
+}
+
+/// Sets how the kernel wakes the reader: with `batch` (output to a file or
+/// pipe, block buffered) at most every [`WAKE_EVERY_BATCH_NS`] per CPU, or
+/// when a quarter of the `ring_bytes` ring buffer waits; otherwise within
+/// about a millisecond ([`WAKE_EVERY_INTERACTIVE_NS`]).
+pub fn set_delivery(cfg: &mut FilterConfig, batch: bool, ring_bytes: u32) {
+    (cfg.wake_every_ns, cfg.wake_bytes) =
+        if batch { (WAKE_EVERY_BATCH_NS, u64::from(ring_bytes / 4)) } else { (WAKE_EVERY_INTERACTIVE_NS, 0) };
 }
 
 #[cfg(test)]

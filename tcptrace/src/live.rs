@@ -64,15 +64,17 @@ async fn next_name(resolver: &mut Option<Resolver>) -> Option<(IpAddr, Option<St
 }
 
 /// How soon after reading records we look again for records the kernel
-/// submitted without waking us.
+/// submitted without waking us, for a kernel that wakes us at most every
+/// `wake_every_ns` per CPU (see [`tcptrace_common::filter::FilterConfig`]).
 ///
-/// The kernel wakes the reader at most once a millisecond per CPU
-/// (tcptrace-ebpf's `WAKEUP_EVERY_NS`), so a record submitted without a
-/// wakeup always follows, within a millisecond, one whose wakeup we got. So a
-/// drain that found records arms a timer for this long later, and a timer
-/// drain that finds none disarms it: no record is left behind, and an idle
-/// tracer has no timer at all.
-const DRAIN_AGAIN: std::time::Duration = std::time::Duration::from_millis(20);
+/// A record submitted without a wakeup always follows, within
+/// `wake_every_ns`, one on the same CPU whose wakeup we got. So a drain that
+/// found records arms a timer for at least that long later, and a timer drain
+/// that finds none disarms it: no record is left behind, and an idle tracer
+/// has no timer at all. (At least 20 ms: more records per look.)
+fn look_again_after(wake_every_ns: u64) -> std::time::Duration {
+    std::time::Duration::from_nanos(wake_every_ns).max(std::time::Duration::from_millis(20))
+}
 
 /// Hands every record in the ring buffer to the pipeline; also says how many
 /// there were.
@@ -145,7 +147,10 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     // -w's file is created before anything is loaded: a bad path attaches nothing.
     let line_buffered = args.line_buffered || io::stdout().is_terminal();
     let (text, pcap) = crate::pcap::outputs(args, Box::new(io::stdout()), line_buffered)?;
-    let (filter, ports) = crate::filter::filter_from_args(args);
+    let (mut filter, ports) = crate::filter::filter_from_args(args);
+    // To a file or pipe, block buffered (as tcpdump): fewer, larger batches.
+    crate::filter::set_delivery(&mut filter, !line_buffered, args.buffer_size);
+    let look_again = look_again_after(filter.wake_every_ns);
     // So is the metrics address: one in use attaches nothing either.
     let metrics_listener = match args.metrics {
         Some(addr) => Some(crate::metrics::bind(addr)?),
@@ -185,7 +190,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
-    let drain_again = tokio::time::sleep(DRAIN_AGAIN);
+    let drain_again = tokio::time::sleep(look_again);
     tokio::pin!(drain_again);
     let mut drain_armed = false;
     let mut interrupted = false;
@@ -253,12 +258,12 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
                     Flow::Go
                 }
             }
-            // Records submitted without a wakeup (see DRAIN_AGAIN).
+            // Records submitted without a wakeup (see look_again_after).
             _ = &mut drain_again, if drain_armed => {
                 let (flow, n) = drain_ring(afd.get_mut(), &mut pipe)?;
                 drain_armed = n > 0;
                 if drain_armed {
-                    drain_again.as_mut().reset(tokio::time::Instant::now() + DRAIN_AGAIN);
+                    drain_again.as_mut().reset(tokio::time::Instant::now() + look_again);
                 }
                 flow
             }
@@ -268,7 +273,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
                 guard.clear_ready();
                 if n > 0 {
                     drain_armed = true;
-                    drain_again.as_mut().reset(tokio::time::Instant::now() + DRAIN_AGAIN);
+                    drain_again.as_mut().reset(tokio::time::Instant::now() + look_again);
                 }
                 flow
             }
