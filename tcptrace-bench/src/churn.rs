@@ -99,7 +99,12 @@ pub fn client(ns: &str, addr: SocketAddr, threads: usize, secs: f64) -> u64 {
 pub struct Sample {
     pub conns: u64,
     pub secs: f64,
+    /// The tracer's CPU seconds from start to exit (wait4).
     pub tracer_cpu: Option<f64>,
+    /// Of which: before the traffic (loading and attaching)...
+    pub startup_cpu: Option<f64>,
+    /// ...and from the traffic's start until the last records were in.
+    pub traffic_cpu: Option<f64>,
     pub lost: Option<u64>,
     pub lines: Option<u64>,
 }
@@ -143,12 +148,23 @@ pub fn sample(p: &NetPair, tcptrace: &Path, dir: &Path, who: Who, secs: f64) -> 
             Some(Tracer::start(c, &out, &err)?)
         }
     };
+    let before = tracer.as_ref().and_then(|t| t.cpu_s());
     let t = Instant::now();
     let conns = client(&p.a, addr, 2, secs);
     let secs = t.elapsed().as_secs_f64();
-    // Let the last closes and their records arrive.
+    // Let the last closes and their records arrive (a tracer writing to a
+    // file reads them within 100 ms).
     std::thread::sleep(Duration::from_millis(500));
-    let mut s = Sample { conns, secs, tracer_cpu: None, lost: None, lines: None };
+    let after = tracer.as_ref().and_then(|t| t.cpu_s());
+    let mut s = Sample {
+        conns,
+        secs,
+        tracer_cpu: None,
+        startup_cpu: before,
+        traffic_cpu: before.zip(after).map(|(b, a)| a - b),
+        lost: None,
+        lines: None,
+    };
     if let Some(t) = tracer {
         let (ended, stderr) = t.stop()?;
         s.tracer_cpu = Some(ended.cpu_s);

@@ -189,6 +189,21 @@ impl Tracer {
         Ok(t)
     }
 
+    /// CPU seconds (user + system, all threads) it has used so far, from
+    /// /proc/PID/stat (clock-tick resolution).
+    pub fn cpu_s(&self) -> Option<f64> {
+        let pid = self.child.as_ref()?.id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name (which may hold spaces): state is
+        // field 3, utime 14, stime 15.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split(' ').collect();
+        let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        Some(ticks as f64 / hz.max(1) as f64)
+    }
+
     /// SIGINT, then wait: CPU seconds and its standard error.
     pub fn stop(mut self) -> Result<(Ended, String)> {
         let child = self.child.take().expect("running");
