@@ -78,11 +78,18 @@ fn look_again_after(wake_every_ns: u64) -> std::time::Duration {
 
 /// Hands every record in the ring buffer to the pipeline; also says how many
 /// there were.
+/// Most records read in one go: a ring buffer refilled as fast as it is read
+/// must not keep signals, ticks and statistics from their turn.
+const MAX_PER_DRAIN: usize = 16_384;
+
+/// Reads records (at most [`MAX_PER_DRAIN`]) into `pipe`; returns how many.
 fn drain_ring(rb: &mut RingBuf<MapData>, pipe: &mut Pipeline<BoxWrite<'static>>) -> anyhow::Result<(Flow, usize)> {
     let clock = BootClock::sample();
     pipe.set_time(clock.time_base());
     let mut n = 0;
-    while let Some(item) = rb.next() {
+    while n < MAX_PER_DRAIN
+        && let Some(item) = rb.next()
+    {
         n += 1;
         let rec = PacketRecord::from_bytes(&item).context("ring buffer record")?;
         drop(item);
@@ -97,6 +104,14 @@ fn drain_ring(rb: &mut RingBuf<MapData>, pipe: &mut Pipeline<BoxWrite<'static>>)
         }
     }
     Ok((Flow::Go, n))
+}
+
+/// When to read again after a read of `n` records: at once when it stopped
+/// at [`MAX_PER_DRAIN`] (after the other events had their turn), otherwise
+/// `look_again` later.
+fn next_look(n: usize, look_again: std::time::Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    if n >= MAX_PER_DRAIN { now } else { now + look_again }
 }
 
 /// The next scrape of `--metrics`, if it is on (never ready otherwise).
@@ -263,7 +278,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
                 let (flow, n) = drain_ring(afd.get_mut(), &mut pipe)?;
                 drain_armed = n > 0;
                 if drain_armed {
-                    drain_again.as_mut().reset(tokio::time::Instant::now() + look_again);
+                    drain_again.as_mut().reset(next_look(n, look_again));
                 }
                 flow
             }
@@ -273,7 +288,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
                 guard.clear_ready();
                 if n > 0 {
                     drain_armed = true;
-                    drain_again.as_mut().reset(tokio::time::Instant::now() + look_again);
+                    drain_again.as_mut().reset(next_look(n, look_again));
                 }
                 flow
             }
@@ -294,8 +309,16 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     }
     // Records already in the ring buffer when we stopped are still printed
     // (up to -c), as tcpdump flushes what it captured; names still being
-    // looked up are printed as numbers.
-    drain_ring(afd.get_mut(), &mut pipe)?;
+    // looked up are printed as numbers. At most about one ring buffer's
+    // worth: traffic may still be filling it.
+    let mut left = args.buffer_size as usize / std::mem::size_of::<PacketRecord>() + 1;
+    while left > 0 {
+        let (flow, n) = drain_ring(afd.get_mut(), &mut pipe)?;
+        left = left.saturating_sub(n);
+        if flow == Flow::Stop || n < MAX_PER_DRAIN {
+            break;
+        }
+    }
     pipe.finish(Some(clock_ns(libc::CLOCK_BOOTTIME) as i64), interrupted)?;
     let shown = pipe.shown();
     let c = tracer.counters()?;
