@@ -92,6 +92,44 @@ pub struct ConnState {
 
 const _: () = assert!(core::mem::size_of::<ConnState>() == 16);
 
+impl ConnState {
+    /// A state with every field zero, as `default()`, made in `slot`
+    /// without a `memset` (see [`ConnState::clear`]; returning it by value
+    /// let LLVM make the copy a `memset` again).
+    #[inline(always)]
+    pub fn zeroed_in(slot: &mut core::mem::MaybeUninit<Self>) -> &mut Self {
+        // SAFETY: `clear_raw` writes every field, so the slot is initialised.
+        unsafe {
+            Self::clear_raw(slot.as_mut_ptr());
+            slot.assume_init_mut()
+        }
+    }
+
+    /// Sets every field to zero. Field by field and volatile: LLVM would
+    /// merge plain stores into a `memset`, which in BPF is a call to a byte
+    /// loop.
+    #[inline(always)]
+    pub fn clear(&mut self) {
+        // SAFETY: a valid, exclusive pointer.
+        unsafe { Self::clear_raw(self) }
+    }
+
+    /// # Safety
+    /// `p` must be valid for writes of a `ConnState`.
+    #[inline(always)]
+    unsafe fn clear_raw(p: *mut Self) {
+        unsafe {
+            core::ptr::addr_of_mut!((*p).fin_end[0]).write_volatile(0);
+            core::ptr::addr_of_mut!((*p).fin_end[1]).write_volatile(0);
+            core::ptr::addr_of_mut!((*p).synack_end).write_volatile(0);
+            core::ptr::addr_of_mut!((*p).bits).write_volatile(0);
+            core::ptr::addr_of_mut!((*p).synack_from).write_volatile(0);
+            core::ptr::addr_of_mut!((*p)._pad[0]).write_volatile(0);
+            core::ptr::addr_of_mut!((*p)._pad[1]).write_volatile(0);
+        }
+    }
+}
+
 /// The parts of a segment the connection logic looks at.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Segment {
@@ -127,14 +165,14 @@ pub fn step(st: &mut ConnState, from: usize, seg: &Segment) -> Step {
     let other = from ^ 1;
     let f = seg.flags;
     if f & flags::RST != 0 {
-        *st = ConnState::default();
+        st.clear();
         return Step::Closed;
     }
     if f & flags::SYN != 0 {
         if f & flags::ACK == 0 {
             // A new attempt (or a retransmission): forget any older connection
             // on this 4-tuple.
-            *st = ConnState::default();
+            st.clear();
         } else {
             st.bits = (st.bits | bits::SYNACK) & !bits::ESTABLISHED;
             st.synack_from = from as u8;

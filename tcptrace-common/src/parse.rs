@@ -305,17 +305,30 @@ impl Headers {
     }
 }
 
+/// An IPv4 address in the first 4 of 16 bytes, the rest zero: made as one
+/// integer, which BPF stores in two words (zeroing the array first would be
+/// a `memset` call there).
+#[inline(always)]
+fn v4_in_16(a: [u8; 4]) -> [u8; 16] {
+    (u32::from_le_bytes(a) as u128).to_le_bytes()
+}
+
 /// Fills `key` with the connection this segment belongs to and returns the
 /// index of its sender in the key (see [`ConnKey`]), or `None` when the
 /// addresses cannot be read.
 #[inline(always)]
 pub fn conn_key<F: Frame>(f: &F, h: &Headers, key: &mut ConnKey) -> Option<usize> {
-    *key = ConnKey::default();
+    // Field by field: a whole-key `default()` is a `memset` call in BPF.
     key.family = h.family;
+    for b in &mut key._pad {
+        // SAFETY: a valid, exclusive pointer (volatile: three byte stores,
+        // not a `memset` call in BPF).
+        unsafe { core::ptr::write_volatile(b, 0) };
+    }
     if h.family == 4 {
         let a: [u8; 8] = f.load(h.l3_off + 12)?;
-        key.addr[0][..4].copy_from_slice(&a[..4]);
-        key.addr[1][..4].copy_from_slice(&a[4..]);
+        key.addr[0] = v4_in_16([a[0], a[1], a[2], a[3]]);
+        key.addr[1] = v4_in_16([a[4], a[5], a[6], a[7]]);
     } else {
         let [src, dst] = &mut key.addr;
         if !f.load_into(h.l3_off + 8, src) || !f.load_into(h.l3_off + 24, dst) {
@@ -353,10 +366,8 @@ pub fn fill_record<F: Frame>(f: &F, h: &Headers, r: &mut PacketRecord) {
             r.ip_id = be16([ip[4], ip[5]]);
             r.ip_frag = be16([ip[6], ip[7]]);
             r.ttl = ip[8];
-            r.src = [0; 16];
-            r.dst = [0; 16];
-            r.src[..4].copy_from_slice(&ip[12..16]);
-            r.dst[..4].copy_from_slice(&ip[16..20]);
+            r.src = v4_in_16([ip[12], ip[13], ip[14], ip[15]]);
+            r.dst = v4_in_16([ip[16], ip[17], ip[18], ip[19]]);
             r.ip6_flow = 0;
         }
     } else if let Some(ip) = f.load::<40>(l3) {
