@@ -126,11 +126,18 @@ fn hmsfrac_print(out: &mut Vec<u8>, tv: Tv, date: bool, local: bool, nano: bool)
     if date {
         let _ = write!(out, "{}-{:02}-{:02} ", tm.tm_year as i64 + 1900, tm.tm_mon + 1, tm.tm_mday);
     }
-    push_padded(out, tm.tm_hour as u32, 2);
-    out.push(b':');
-    push_padded(out, tm.tm_min as u32, 2);
-    out.push(b':');
-    push_padded(out, tm.tm_sec as u32, 2);
+    // `HH:MM:SS`, two digits each (a delta of 100 hours or more has more).
+    if (0..100).contains(&tm.tm_hour) {
+        let two = |v: i32| [b'0' + (v / 10) as u8, b'0' + (v % 10) as u8];
+        let (h, m, s) = (two(tm.tm_hour), two(tm.tm_min), two(tm.tm_sec));
+        out.extend_from_slice(&[h[0], h[1], b':', m[0], m[1], b':', s[0], s[1]]);
+    } else {
+        push_padded(out, tm.tm_hour as u32, 2);
+        out.push(b':');
+        push_padded(out, tm.tm_min as u32, 2);
+        out.push(b':');
+        push_padded(out, tm.tm_sec as u32, 2);
+    }
     frac_print(out, tv.frac, nano);
 }
 
