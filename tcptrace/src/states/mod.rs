@@ -75,7 +75,7 @@ use crate::format::FastHasher;
 
 use tcptrace_common::record::{Malformed, PacketRecord, flags};
 
-pub use text::{StateLines, ns_timestamp, timestamp_ns, write_duration, write_event, write_events};
+pub use text::{StateLines, TextCache, ns_timestamp, timestamp_ns, write_duration, write_event, write_events};
 
 /// Nanoseconds per second.
 pub const NS_PER_SEC: i64 = 1_000_000_000;
@@ -375,6 +375,9 @@ enum Restart {
 /// No slot: the end of the least-recently-active list.
 const NIL: u32 = u32::MAX;
 
+/// No deadline (in [`ConnTracker`]'s `due`).
+const NO_DEADLINE: i64 = i64::MIN;
+
 /// A connection in the tracker's slab, linked into the least-recently-active
 /// list.
 struct Slot {
@@ -401,6 +404,10 @@ pub struct ConnTracker {
     tail: u32,
     /// (deadline, key, slot, serial): the key orders equal deadlines.
     deadlines: BinaryHeap<Reverse<(i64, Key, u32, u64)>>,
+    /// Per slot: (serial, deadline) of its one live heap entry (serial 0: a
+    /// free slot; `NO_DEADLINE`: none). Checking an entry reads this small
+    /// array, not the connection (a cache miss each in a sweep).
+    due: Vec<(u64, i64)>,
     serial: u64,
     evictions: u64,
 }
@@ -415,6 +422,7 @@ impl ConnTracker {
             head: NIL,
             tail: NIL,
             deadlines: BinaryHeap::new(),
+            due: Vec::new(),
             serial: 0,
             evictions: 0,
         }
@@ -448,11 +456,11 @@ impl ConnTracker {
             }
             self.deadlines.pop();
             let idx = slot as usize;
-            let s = &mut self.slots[idx];
-            if !s.live || s.conn.serial != serial || s.conn.deadline != Some(due) {
+            if self.due[idx] != (serial, due) {
                 continue;
             }
-            let c = &mut s.conn;
+            self.due[idx].1 = NO_DEADLINE;
+            let c = &mut self.slots[idx].conn;
             c.deadline = None;
             if c.ended.is_some() {
                 let mut any_tw = false;
@@ -598,10 +606,12 @@ impl ConnTracker {
         let idx = match self.free.pop() {
             Some(i) => {
                 self.slots[i as usize] = slot;
+                self.due[i as usize] = (self.serial, NO_DEADLINE);
                 i as usize
             }
             None => {
                 self.slots.push(slot);
+                self.due.push((self.serial, NO_DEADLINE));
                 self.slots.len() - 1
             }
         };
@@ -644,6 +654,7 @@ impl ConnTracker {
         let key = (c.conn.s[0].ep, c.conn.s[1].ep);
         self.index.remove(&key);
         self.free.push(idx as u32);
+        self.due[idx] = (0, NO_DEADLINE);
         // Its deadline, if any, is left in the heap and skipped later.
         self.sweep();
     }
@@ -653,11 +664,8 @@ impl ConnTracker {
     /// within a small multiple of the table.
     fn sweep(&mut self) {
         if self.deadlines.len() > 2 * self.index.len() + 1024 {
-            let slots = &self.slots;
-            self.deadlines.retain(|Reverse((due, _, slot, serial))| {
-                let s = &slots[*slot as usize];
-                s.live && s.conn.serial == *serial && s.conn.deadline == Some(*due)
-            });
+            let live = &self.due;
+            self.deadlines.retain(|Reverse((due, _, slot, serial))| live[*slot as usize] == (*serial, *due));
         }
     }
 
@@ -685,6 +693,7 @@ impl ConnTracker {
         };
         if want != c.deadline {
             c.deadline = want;
+            self.due[idx].1 = want.unwrap_or(NO_DEADLINE);
             if let Some(d) = want {
                 let key = (c.s[0].ep, c.s[1].ep);
                 self.deadlines.push(Reverse((d, key, idx as u32, c.serial)));
