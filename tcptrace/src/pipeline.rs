@@ -75,6 +75,8 @@ pub struct Pipeline<W: Write> {
     stopped: bool,
     /// `--metrics`: counters of what goes through.
     metrics: Option<crate::metrics::EventMetrics>,
+    /// Endpoint texts of the last state lines.
+    text: states::TextCache,
 }
 
 /// State events as lines or, with `--json`, objects.
@@ -84,6 +86,7 @@ fn put_events(
     time: TimeBase,
     json: bool,
     metrics: Option<&crate::metrics::EventMetrics>,
+    text: &mut states::TextCache,
     out: &mut Vec<u8>,
 ) {
     if let Some(m) = metrics {
@@ -94,7 +97,7 @@ fn put_events(
             crate::json::write_event(time.timestamp(ev.ts_ns), ev, out);
         }
     } else {
-        states::write_events(fmt, events, |ns| time.timestamp(ns), out);
+        states::write_events(fmt, events, |ns| time.timestamp(ns), text, out);
     }
 }
 
@@ -127,6 +130,7 @@ impl<W: Write> Pipeline<W> {
             scratch: Vec::with_capacity(256),
             stopped: false,
             metrics: None,
+            text: states::TextCache::default(),
         }
     }
 
@@ -272,6 +276,7 @@ impl<W: Write> Pipeline<W> {
                 self.time,
                 self.json,
                 self.metrics.as_ref(),
+                &mut self.text,
                 &mut self.line,
             );
         }
@@ -300,7 +305,15 @@ impl<W: Write> Pipeline<W> {
         }
         if let (Some(st), true) = (self.states.as_mut(), self.queue.is_empty()) {
             self.line.clear();
-            put_events(st.tick_events(now_ns), &self.fmt, self.time, self.json, self.metrics.as_ref(), &mut self.line);
+            put_events(
+                st.tick_events(now_ns),
+                &self.fmt,
+                self.time,
+                self.json,
+                self.metrics.as_ref(),
+                &mut self.text,
+                &mut self.line,
+            );
             if !self.line.is_empty() && !self.out.write_line(&self.line)? {
                 self.stopped = true;
             }
@@ -334,7 +347,15 @@ impl<W: Write> Pipeline<W> {
         }
         if let (Some(st), Some(now), false) = (self.states.as_mut(), now_ns.or(self.last_ns), self.stopped) {
             self.line.clear();
-            put_events(st.finish_events(now), &self.fmt, self.time, self.json, self.metrics.as_ref(), &mut self.line);
+            put_events(
+                st.finish_events(now),
+                &self.fmt,
+                self.time,
+                self.json,
+                self.metrics.as_ref(),
+                &mut self.text,
+                &mut self.line,
+            );
             if !self.line.is_empty() && !self.out.write_line(&self.line)? {
                 self.stopped = true;
             }

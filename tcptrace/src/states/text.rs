@@ -20,6 +20,30 @@ fn endpoint(s: &mut String, e: &Endpoint) {
     push_u32(s, e.port as u32);
 }
 
+/// The text of the endpoints written last: the lines of one connection name
+/// the same two endpoints again and again (a dozen lines per short
+/// connection), so each is formatted once.
+#[derive(Default)]
+pub struct TextCache {
+    endpoints: [(Option<Endpoint>, String); 4],
+    next: usize,
+}
+
+impl TextCache {
+    fn endpoint(&mut self, s: &mut String, e: &Endpoint) {
+        if let Some((_, text)) = self.endpoints.iter().find(|(k, _)| k.as_ref() == Some(e)) {
+            s.push_str(text);
+            return;
+        }
+        let (k, text) = &mut self.endpoints[self.next];
+        self.next = (self.next + 1) % 4;
+        *k = Some(*e);
+        text.clear();
+        endpoint(text, e);
+        s.push_str(text);
+    }
+}
+
 /// `whole.fff`: `frac` (below 1000) with three digits.
 fn push_milli(s: &mut String, whole: i64, frac: i64) {
     push_u64(s, whole as u64);
@@ -57,17 +81,17 @@ pub fn write_duration(s: &mut String, ns: i64) {
 /// Appends the line for `ev` (ending in `\n`), after the timestamp.
 pub fn write_event(ev: &StateEvent, out: &mut Vec<u8>) {
     let mut s = String::with_capacity(128);
-    event_text(ev, &mut s);
+    event_text(ev, &mut s, &mut TextCache::default());
     out.extend_from_slice(s.as_bytes());
 }
 
 /// The line for `ev` (ending in `\n`) into `s`, which is cleared first.
-fn event_text(ev: &StateEvent, s: &mut String) {
+fn event_text(ev: &StateEvent, s: &mut String, cache: &mut TextCache) {
     s.clear();
     match &ev.kind {
         EventKind::Transition(t) => {
             s.push_str("STATE ");
-            endpoint(s, &t.endpoint);
+            cache.endpoint(s, &t.endpoint);
             s.push(' ');
             s.push_str(t.from.name());
             s.push_str(" -> ");
@@ -75,38 +99,38 @@ fn event_text(ev: &StateEvent, s: &mut String) {
             s.push_str(" (");
             s.push_str(t.cause.text());
             s.push_str(", peer ");
-            endpoint(s, &t.peer);
+            cache.endpoint(s, &t.peer);
             s.push(')');
         }
-        EventKind::Summary(sm) => summary(s, sm),
+        EventKind::Summary(sm) => summary(s, sm, cache),
     }
     s.push('\n');
 }
 
-fn summary(s: &mut String, sm: &Summary) {
+fn summary(s: &mut String, sm: &Summary, cache: &mut TextCache) {
     s.push_str("CONN ");
-    endpoint(s, &sm.a);
+    cache.endpoint(s, &sm.a);
     s.push_str(" > ");
-    endpoint(s, &sm.b);
+    cache.endpoint(s, &sm.b);
     s.push_str(": ");
     s.push_str(sm.outcome.name());
-    let side = |s: &mut String, w: Who| {
+    let side = |s: &mut String, w: Who, cache: &mut TextCache| {
         if sm.roles_known {
             s.push_str(if w == Who::A { "client" } else { "server" });
         } else {
-            endpoint(s, if w == Who::A { &sm.a } else { &sm.b });
+            cache.endpoint(s, if w == Who::A { &sm.a } else { &sm.b });
         }
     };
     match sm.outcome {
         Outcome::Fin { simultaneous: true, .. } => s.push_str(", simultaneous close"),
         Outcome::Fin { first, .. } => {
             s.push_str(", ");
-            side(s, first);
+            side(s, first, cache);
             s.push_str(" closed first");
         }
         Outcome::Rst { by } => {
             s.push_str(" by ");
-            side(s, by);
+            side(s, by, cache);
         }
         Outcome::Refused => {}
         Outcome::Timeout | Outcome::Evicted | Outcome::Reused => {
@@ -146,12 +170,23 @@ pub fn write_events(
     fmt: &crate::format::Formatter,
     events: &[StateEvent],
     to_ts: impl Fn(i64) -> crate::format::Timestamp,
+    cache: &mut TextCache,
     out: &mut Vec<u8>,
 ) {
     let mut s = String::with_capacity(160);
+    // Where the last timestamp's text is in `out`: the events of one record
+    // mostly share it.
+    let mut last_ts: Option<(i64, std::ops::Range<usize>)> = None;
     for ev in events {
-        fmt.write_aside_timestamp(to_ts(ev.ts_ns), out);
-        event_text(ev, &mut s);
+        match &last_ts {
+            Some((ns, at)) if *ns == ev.ts_ns => out.extend_from_within(at.clone()),
+            _ => {
+                let start = out.len();
+                fmt.write_aside_timestamp(to_ts(ev.ts_ns), out);
+                last_ts = Some((ev.ts_ns, start..out.len()));
+            }
+        }
+        event_text(ev, &mut s, cache);
         out.extend_from_slice(s.as_bytes());
     }
 }
