@@ -16,6 +16,7 @@ pub mod offline;
 pub mod output;
 pub mod pcap;
 pub mod pipeline;
+pub mod recent;
 pub mod states;
 pub mod stats;
 

@@ -410,6 +410,8 @@ pub struct ConnTracker {
     due: Vec<(u64, i64)>,
     serial: u64,
     evictions: u64,
+    /// The connections used last, in front of `index`.
+    recent: crate::recent::Recent<Key, u32, 8>,
 }
 
 impl ConnTracker {
@@ -425,6 +427,7 @@ impl ConnTracker {
             due: Vec::new(),
             serial: 0,
             evictions: 0,
+            recent: Default::default(),
         }
     }
 
@@ -536,7 +539,14 @@ impl ConnTracker {
             payload: rec.ip_total_len.saturating_sub(rec.l4_off as u32).saturating_sub(rec.data_off as u32),
         };
         let ctl = seg.flags & (flags::SYN | flags::FIN | flags::RST) != 0;
-        if let Some(&slot) = self.index.get(&key) {
+        let found = self.recent.get(&key).or_else(|| {
+            let slot = self.index.get(&key).copied();
+            if let Some(slot) = slot {
+                self.recent.put(key, slot);
+            }
+            slot
+        });
+        if let Some(slot) = found {
             let idx = slot as usize;
             match self.step(idx, from, &seg, ts, out) {
                 Restart::No => return,
@@ -617,6 +627,7 @@ impl ConnTracker {
         };
         self.link_last(idx);
         self.index.insert(key, idx as u32);
+        self.recent.put(key, idx as u32);
         idx
     }
 
@@ -653,6 +664,7 @@ impl ConnTracker {
         c.live = false;
         let key = (c.conn.s[0].ep, c.conn.s[1].ep);
         self.index.remove(&key);
+        self.recent.forget(|&slot| slot == idx as u32);
         self.free.push(idx as u32);
         self.due[idx] = (0, NO_DEADLINE);
         // Its deadline, if any, is left in the heap and skipped later.
