@@ -102,7 +102,62 @@ impl std::hash::Hasher for FastHasher {
     }
 }
 
-type ConvTable = HashMap<ConvKey, Bases, std::hash::BuildHasherDefault<FastHasher>>;
+type ConvTable = HashMap<(u8, ConvKey), Bases, std::hash::BuildHasherDefault<FastHasher>>;
+
+/// tcpdump's `tcp_seq_hash` (keyed by family and [`ConvKey`]), bounded:
+/// tcpdump keeps every conversation it ever saw, which an always-on tracer
+/// cannot. Two generations of at most [`Conversations::GENERATION`] each:
+/// when the current one is full it becomes the old one (the old one's
+/// entries go) and a found old entry moves back to the current one. So a
+/// conversation loses its bases only after that many newer ones went by
+/// without a packet of its own (its next packet then prints absolute
+/// numbers and sets new bases, as a first packet does). The few used last
+/// are kept in front (see [`crate::recent`]).
+#[derive(Default)]
+struct Conversations {
+    cur: ConvTable,
+    old: ConvTable,
+    recent: crate::recent::Recent<(u8, ConvKey), Bases, 8>,
+}
+
+impl Conversations {
+    const GENERATION: usize = 65_536;
+
+    fn get(&mut self, key: &(u8, ConvKey)) -> Option<Bases> {
+        if let Some(b) = self.recent.get(key) {
+            return Some(b);
+        }
+        let b = match self.cur.get(key) {
+            Some(b) => *b,
+            None => {
+                let b = *self.old.get(key)?;
+                self.insert_current(*key, b);
+                b
+            }
+        };
+        self.recent.put(*key, b);
+        Some(b)
+    }
+
+    fn insert(&mut self, key: (u8, ConvKey), b: Bases) {
+        self.insert_current(key, b);
+        self.recent.put(key, b);
+    }
+
+    fn insert_current(&mut self, key: (u8, ConvKey), b: Bases) {
+        if self.cur.len() >= Self::GENERATION && !self.cur.contains_key(&key) {
+            std::mem::swap(&mut self.cur, &mut self.old);
+            // Keeps its allocation: no regrowing.
+            self.cur.clear();
+        }
+        self.cur.insert(key, b);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.cur.len() + self.old.len()
+    }
+}
 
 /// Appends `v` in decimal (what `write!(s, "{v}")` does, without the
 /// formatting machinery, which showed up in profiles of `-r`).
@@ -140,8 +195,7 @@ struct Bases {
 pub struct Formatter {
     opts: FormatOptions,
     ts: ts::TsState,
-    conv4: ConvTable,
-    conv6: ConvTable,
+    conv: Conversations,
     ports: Option<PortNames>,
     /// Host names when printing names (no `-n`); filled by whoever drives the
     /// formatter (see [`Formatter::unresolved`]).
@@ -173,8 +227,7 @@ impl Formatter {
         Self {
             opts,
             ts: ts::TsState::default(),
-            conv4: ConvTable::default(),
-            conv6: ConvTable::default(),
+            conv: Conversations::default(),
             ports: if opts.numeric { None } else { ports },
             hosts: if opts.numeric { None } else { Some(HostCache::default()) },
             ifnames: HashMap::new(),
@@ -482,9 +535,11 @@ impl Formatter {
             } else {
                 (r.src, r.dst, (sport as u32) << 16 | dport as u32)
             };
-            let table = if r.family == 6 { &mut self.conv6 } else { &mut self.conv4 };
-            let th = match table.get(&key) {
-                Some(th) if fl & flags::SYN as u8 == 0 => {
+            let key = (r.family, key);
+            // A SYN+ACK sets the bases whatever was there.
+            let known = if fl & flags::SYN as u8 != 0 { None } else { self.conv.get(&key) };
+            let th = match known {
+                Some(th) => {
                     if rev {
                         seq = seq.wrapping_sub(th.ack);
                         ack = ack.wrapping_sub(th.seq);
@@ -492,9 +547,9 @@ impl Formatter {
                         seq = seq.wrapping_sub(th.seq);
                         ack = ack.wrapping_sub(th.ack);
                     }
-                    *th
+                    th
                 }
-                _ => {
+                None => {
                     // New conversation, or a SYN (only a SYN+ACK gets here):
                     // printed absolute, and sets the bases.
                     let th = if rev {
@@ -502,7 +557,7 @@ impl Formatter {
                     } else {
                         Bases { seq, ack: ack.wrapping_sub(1) }
                     };
-                    table.insert(key, th);
+                    self.conv.insert(key, th);
                     th
                 }
             };

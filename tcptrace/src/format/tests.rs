@@ -294,3 +294,24 @@ fn decimal_digits_in_place() {
     super::push_u32(&mut s, 4_294_967_295);
     assert_eq!(s, "a4294967295");
 }
+
+#[test]
+fn conversations_are_bounded_and_keep_the_active_ones() {
+    use super::{Bases, Conversations};
+    let key = |i: u32| (4u8, ([0u8; 16], [0u8; 16], i));
+    let gen_ = Conversations::GENERATION as u32;
+    let mut c = Conversations::default();
+    c.insert(key(0), Bases { seq: 7, ack: 9 });
+    for i in 1..3 * gen_ {
+        c.insert(key(i), Bases { seq: i, ack: i });
+        // Conversation 0 stays active: a packet every 1000 others.
+        if i % 1000 == 0 {
+            assert_eq!(c.get(&key(0)).map(|b| (b.seq, b.ack)), Some((7, 9)), "after {i}");
+        }
+        assert!(c.len() <= 2 * Conversations::GENERATION + 1);
+    }
+    // An idle one is forgotten after two generations of others...
+    assert!(c.get(&key(1)).is_none());
+    // ...one from the last generation is still there.
+    assert_eq!(c.get(&key(3 * gen_ - 10)).map(|b| b.seq), Some(3 * gen_ - 10));
+}
