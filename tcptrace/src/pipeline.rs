@@ -34,7 +34,12 @@ impl TimeBase {
             TimeBase::Realtime => states::ns_timestamp(ns),
             TimeBase::Boot { offset_ns } => {
                 let t = ns as i128 + offset_ns;
-                Timestamp::nanos(t.div_euclid(1_000_000_000) as i64, t.rem_euclid(1_000_000_000) as u64)
+                // In 64 bits whenever it fits (until 2262): a 128-bit
+                // division is a library call, once per record and line.
+                match i64::try_from(t) {
+                    Ok(t) => Timestamp::nanos(t.div_euclid(1_000_000_000), t.rem_euclid(1_000_000_000) as u64),
+                    Err(_) => Timestamp::nanos(t.div_euclid(1_000_000_000) as i64, t.rem_euclid(1_000_000_000) as u64),
+                }
             }
         }
     }
@@ -368,5 +373,24 @@ impl<W: Write> Pipeline<W> {
             pcap.finish()?;
         }
         self.out.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boot_time_to_wall_clock() {
+        let tb = |offset_ns: i128, ns: i64| {
+            let t = TimeBase::Boot { offset_ns }.timestamp(ns);
+            (t.sec, t.frac)
+        };
+        assert_eq!(tb(1_700_000_000_000_000_000, 5_123_456_789), (1_700_000_005, 123_456_789));
+        // Before the epoch: floor division, positive fraction.
+        assert_eq!(tb(-2_000_000_000, 500_000_000), (-2, 500_000_000));
+        // Beyond 64 bits of nanoseconds (the 128-bit path).
+        // i64::MAX + 10^9 = 9,223,372,037,854,775,807 ns.
+        assert_eq!(tb(i64::MAX as i128, 1_000_000_000), (9_223_372_037, 854_775_807));
     }
 }
