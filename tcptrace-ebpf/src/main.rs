@@ -330,7 +330,7 @@ fn done_on_fast_path<L: Fn() -> u32>(linear: &LinearFrame<L>) -> bool {
 
 /// The full path: parse through the helpers, filter, track, emit.
 #[inline(always)]
-fn trace_full<F: Frame>(frame: &F, ifindex: u32, direction: Direction) {
+fn trace_full<F: Frame + Track>(frame: &F, ifindex: u32, direction: Direction) {
     let Some(stats) = stats() else { return };
     bump(stats, counter::FRAMES);
     let headers = match parse_headers(frame, LinkType::Ethernet) {
@@ -353,7 +353,7 @@ fn trace_full<F: Frame>(frame: &F, ifindex: u32, direction: Direction) {
     // The connection map is only needed when the flag filter hides segments;
     // shown segments update it too, so that it knows every SYN and FIN.
     let shown = matches_flags(&headers, cfg);
-    let relevant = cfg.track_states != 0 && track(frame, &headers);
+    let relevant = cfg.track_states != 0 && frame.track(&headers);
     let kind = if shown {
         bump(stats, counter::MATCHED);
         RecordKind::Packet
@@ -396,10 +396,56 @@ fn trace_full<F: Frame>(frame: &F, ifindex: u32, direction: Direction) {
     }
 }
 
-/// Updates the connection map with this segment; true when it changes the
-/// connection's state. Not inlined: its own stack frame keeps each function
-/// under the 512-byte BPF stack limit.
+/// The connection tracking of a frame type, behind a global BPF function.
+trait Track {
+    fn track(&self, h: &Headers) -> bool;
+}
+
+impl Track for SkbFrame {
+    #[inline(always)]
+    fn track(&self, h: &Headers) -> bool {
+        tcptrace_track_skb(self.skb, h, self.len)
+    }
+}
+
+impl Track for XdpFrame {
+    #[inline(always)]
+    fn track(&self, h: &Headers) -> bool {
+        tcptrace_track_xdp(self.ctx, h, self.len)
+    }
+}
+
+// [`track`] as global functions: the verifier checks a global function once,
+// on its own, from its argument types, where it walked a static one again
+// for every different state of its caller (each outcome of the parse before
+// it): that made most of the load time with state tracking on.
+
+/// [`track`] for TC programs. `h` must point to the frame's headers.
+#[unsafe(no_mangle)]
 #[inline(never)]
+pub extern "C" fn tcptrace_track_skb(skb: *mut __sk_buff, h: *const Headers, len: u32) -> bool {
+    // The verifier cannot know that `h` is never null.
+    if h.is_null() {
+        return false;
+    }
+    // SAFETY: the caller passes its own headers.
+    track(&SkbFrame { skb, len }, unsafe { &*h })
+}
+
+/// [`track`] for the XDP program. `h` must point to the frame's headers.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn tcptrace_track_xdp(ctx: *mut xdp_md, h: *const Headers, len: u32) -> bool {
+    if h.is_null() {
+        return false;
+    }
+    // SAFETY: the caller passes its own headers.
+    track(&XdpFrame { ctx, len }, unsafe { &*h })
+}
+
+/// Updates the connection map with this segment; true when it changes the
+/// connection's state.
+#[inline(always)]
 fn track<F: Frame>(frame: &F, h: &Headers) -> bool {
     if h.tcp_fixed < 20 {
         return false;
