@@ -132,8 +132,9 @@ impl Tracer {
     /// Creates the maps from `object` (normally [`crate::ebpf::OBJECT`]) with
     /// the given filter and sizes; the filter goes into the object's
     /// read-only data, so the verifier knows it. Programs are loaded
-    /// (verified) when first used: the verifier takes up to half a second per
-    /// program, so the XDP program is only loaded when XDP is attached.
+    /// (verified) when first used: the verifier takes about a tenth of a
+    /// second per program, so the XDP program is only loaded when XDP is
+    /// attached.
     /// Nothing is attached yet.
     pub fn load(object: &[u8], filter: &FilterConfig, ports: &PortBitmap, sizes: Sizes) -> Result<Self, LoadError> {
         // The filter goes into the object's read-only data (FILTER,
