@@ -1,11 +1,11 @@
-//! Bounded resources under churn: at least 200,000 short connections through
+//! Bounded resources under churn: at least 300,000 short connections through
 //! a traced veth, with the state tracker on and `--flags SYN,FIN,RST`;
 //! tcptrace's resident memory (VmRSS) must stay below the bound documented
 //! for the default sizes (README "Always-on deployment") and level off once
-//! the userspace table is full. The table is made smaller than its default
+//! every table is full. The userspace table is made smaller than its default
 //! (`--max-connections`) so that it fills in the first part of the run even
-//! when a debug build drops records: memory then has nothing left to grow
-//! into but a leak. Needs root; takes a minute or two.
+//! when a debug build drops records: in the second half memory has nothing
+//! left to grow into but a leak. Needs root; takes a minute or two.
 
 mod support;
 
@@ -25,7 +25,10 @@ use support::netns::{NetPair, in_ns, is_root};
 /// The documented bound on tcptrace's resident memory with the default
 /// table sizes (65,536 connections in the kernel and in userspace).
 const RSS_BOUND_KIB: u64 = 128 * 1024;
-const CONNECTIONS: u64 = 200_000;
+/// Enough for every bounded table to be at its bound before the second half
+/// of the run: the userspace tracker ([`TABLE`]) early, the sequence-number
+/// bases (two generations of 65,536 conversations) by about 131,000.
+const CONNECTIONS: u64 = 300_000;
 const CLIENT_THREADS: usize = 4;
 const PORTS: usize = 4;
 /// The userspace table's size in this test (`--max-connections`).
@@ -38,7 +41,7 @@ fn vm_rss_kib(pid: u32) -> Option<u64> {
 
 #[test]
 #[ignore = "needs root"]
-fn memory_levels_off_over_200k_connections() {
+fn memory_levels_off_over_300k_connections() {
     assert!(is_root(), "run as root (cargo xtask test does)");
     let pair = NetPair::new();
     // Servers close first, so TIME_WAIT sits on the server side and the
@@ -168,13 +171,11 @@ fn memory_levels_off_over_200k_connections() {
     let full_at = full_at.filter(|&at| at < end / 2.0).unwrap_or_else(|| {
         panic!("the table was not full in the first half of the run ({end:.1} s):\n{err}\n{report}")
     });
-    // Levels off: after the table was full, memory grows by less than a
-    // tenth over the highest point until then.
-    let first = samples.iter().filter(|s| s.0 <= full_at).map(|s| s.2).max().unwrap_or(0);
-    let second = samples.iter().filter(|s| s.0 > full_at).map(|s| s.2).max().unwrap();
-    assert!(
-        second <= first + first / 10,
-        "VmRSS still growing after the table was full at {full_at:.1} s: {first} then {second} KiB:\n{report}"
-    );
-    eprintln!("table full at {full_at:.1} s: VmRSS at most {first} KiB until then, {second} KiB after");
+    // Levels off: the second half of the run grows by less than a tenth over
+    // the highest point of the first half.
+    let half = samples.len() / 2;
+    let first = samples[..half].iter().map(|s| s.2).max().unwrap();
+    let second = samples[half..].iter().map(|s| s.2).max().unwrap();
+    assert!(second <= first + first / 10, "VmRSS still growing: {first} then {second} KiB:\n{report}");
+    eprintln!("table full at {full_at:.1} s; VmRSS at most {first} KiB in the first half, {second} KiB in the second");
 }
