@@ -23,13 +23,42 @@ fn endpoint(s: &mut String, e: &Endpoint) {
 /// The text of the endpoints written last: the lines of one connection name
 /// the same two endpoints again and again (a dozen lines per short
 /// connection), so each is formatted once.
+/// Also the middle of each kind of state line, ` FROM -> TO (cause, peer `,
+/// made once.
 #[derive(Default)]
 pub struct TextCache {
     endpoints: [(Option<Endpoint>, String); 4],
     next: usize,
+    /// By (from, to, cause); empty until first needed.
+    middles: Vec<String>,
 }
 
+/// Kinds of [`super::TcpState`] and [`super::Cause`] (indexes of `middles`).
+const STATES: usize = 10;
+const CAUSES: usize = 12;
+// The last variants (a new one must come last, or these change).
+const _: () = assert!(super::TcpState::TimeWait as usize == STATES - 1);
+const _: () = assert!(super::Cause::Reused as usize == CAUSES - 1);
+
 impl TextCache {
+    fn middle(&mut self, t: &super::Transition) -> &str {
+        if self.middles.is_empty() {
+            self.middles = vec![String::new(); STATES * STATES * CAUSES];
+        }
+        let i = ((t.from as usize * STATES) + t.to as usize) * CAUSES + t.cause as usize;
+        let m = &mut self.middles[i];
+        if m.is_empty() {
+            m.push(' ');
+            m.push_str(t.from.name());
+            m.push_str(" -> ");
+            m.push_str(t.to.name());
+            m.push_str(" (");
+            m.push_str(t.cause.text());
+            m.push_str(", peer ");
+        }
+        m
+    }
+
     fn endpoint(&mut self, s: &mut String, e: &Endpoint) {
         if let Some((_, text)) = self.endpoints.iter().find(|(k, _)| k.as_ref() == Some(e)) {
             s.push_str(text);
@@ -92,13 +121,7 @@ fn event_text(ev: &StateEvent, s: &mut String, cache: &mut TextCache) {
         EventKind::Transition(t) => {
             s.push_str("STATE ");
             cache.endpoint(s, &t.endpoint);
-            s.push(' ');
-            s.push_str(t.from.name());
-            s.push_str(" -> ");
-            s.push_str(t.to.name());
-            s.push_str(" (");
-            s.push_str(t.cause.text());
-            s.push_str(", peer ");
+            s.push_str(cache.middle(t));
             cache.endpoint(s, &t.peer);
             s.push(')');
         }
