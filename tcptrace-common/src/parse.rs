@@ -313,6 +313,15 @@ fn v4_in_16(a: [u8; 4]) -> [u8; 16] {
     (u32::from_le_bytes(a) as u128).to_le_bytes()
 }
 
+/// The 16 bytes of `b` from `at`, made as one integer: a slice copy between
+/// two pointers (packet and ring buffer, in BPF) can become a `memmove`
+/// call there, a byte loop.
+#[inline(always)]
+fn bytes16(b: &[u8; 40], at: usize) -> [u8; 16] {
+    let w = |i: usize| u64::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3], b[i + 4], b[i + 5], b[i + 6], b[i + 7]]);
+    ((w(at + 8) as u128) << 64 | w(at) as u128).to_le_bytes()
+}
+
 /// Fills `key` with the connection this segment belongs to and returns the
 /// index of its sender in the key (see [`ConnKey`]), or `None` when the
 /// addresses cannot be read.
@@ -377,8 +386,8 @@ pub fn fill_record<F: Frame>(f: &F, h: &Headers, r: &mut PacketRecord) {
         r.ttl = ip[7];
         r.ip_id = 0;
         r.ip_frag = h.ip6_frag;
-        r.src.copy_from_slice(&ip[8..24]);
-        r.dst.copy_from_slice(&ip[24..40]);
+        r.src = bytes16(&ip, 8);
+        r.dst = bytes16(&ip, 24);
     }
     if h.ip_total_len > r.l3_wire_len {
         malformed = Malformed::IpLenBeyondFrame;

@@ -203,6 +203,43 @@ impl<L: Fn() -> u32> Frame for LinearFrame<L> {
     }
 }
 
+/// A frame the fast path parsed completely, for the full path: the record's
+/// header fields are read through direct access too (`fill_record` reads
+/// only ranges the parse already found in the linear area: the IP header,
+/// and the TCP header's first 20 bytes), the options and the connection
+/// tracking through the frame `back` makes (helpers, which read any part of
+/// the frame).
+struct Direct<'a, L: Fn() -> u32, B, BF: Fn() -> B> {
+    linear: &'a LinearFrame<L>,
+    back: BF,
+}
+
+impl<L: Fn() -> u32, B: Frame, BF: Fn() -> B> Frame for Direct<'_, L, B, BF> {
+    #[inline(always)]
+    fn wire_len(&self) -> u32 {
+        self.linear.wire_len()
+    }
+    #[inline(always)]
+    fn cap_len(&self) -> u32 {
+        self.linear.cap_len()
+    }
+    #[inline(always)]
+    fn load<const N: usize>(&self, off: u32) -> Option<[u8; N]> {
+        self.linear.load(off)
+    }
+    #[inline(always)]
+    fn load_options(&self, off: u32, len: u32, out: &mut [u8; MAX_OPTIONS]) -> bool {
+        (self.back)().load_options(off, len, out)
+    }
+}
+
+impl<L: Fn() -> u32, B: Track, BF: Fn() -> B> Track for Direct<'_, L, B, BF> {
+    #[inline(always)]
+    fn track(&self, h: &Headers) -> bool {
+        (self.back)().track(h)
+    }
+}
+
 /// `len` if it is in 1..=40, re-read through a volatile load so that LLVM
 /// cannot replace the range check below with an equivalent test on another
 /// register (which the verifier could not connect to `len`).
@@ -526,9 +563,12 @@ pub fn tcptrace_xdp(ctx: XdpContext) -> u32 {
     if done_on_fast_path(&linear) {
         return xdp_action::XDP_PASS;
     }
-    let parsed = linear_headers(&linear);
     let ifindex = unsafe { (*xdp).ingress_ifindex };
-    trace_full(&XdpFrame { ctx: xdp, len: buff_len() }, parsed, ifindex, Direction::Ingress);
+    let back = || XdpFrame { ctx: xdp, len: buff_len() };
+    match linear_headers(&linear) {
+        Some(parsed) => trace_full(&Direct { linear: &linear, back }, Some(parsed), ifindex, Direction::Ingress),
+        None => trace_full(&back(), None, ifindex, Direction::Ingress),
+    }
     xdp_action::XDP_PASS
 }
 
@@ -540,9 +580,12 @@ fn tc(ctx: &TcContext, direction: Direction) -> i32 {
     if done_on_fast_path(&linear) {
         return TC_ACT_UNSPEC;
     }
-    let parsed = linear_headers(&linear);
     let ifindex = unsafe { (*skb).ifindex };
-    trace_full(&SkbFrame { skb, len }, parsed, ifindex, direction);
+    let back = || SkbFrame { skb, len };
+    match linear_headers(&linear) {
+        Some(parsed) => trace_full(&Direct { linear: &linear, back }, Some(parsed), ifindex, direction),
+        None => trace_full(&back(), None, ifindex, direction),
+    }
     TC_ACT_UNSPEC
 }
 
