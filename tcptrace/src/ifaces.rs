@@ -1,5 +1,6 @@
 //! Interface names on the command line: `-i any` stands for every interface
-//! that is up in tcptrace's network namespace when it starts.
+//! that is up in tcptrace's network namespace when it starts (and, while it
+//! runs, those that come up later: see `live.rs`).
 
 use std::{collections::BTreeMap, ffi::CStr};
 

@@ -212,6 +212,10 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     let mut lost = None;
     // --wait: interfaces that went away, to attach again when they are back.
     let mut waiting: Vec<String> = Vec::new();
+    // -i any: every interface that is up, also those that come up later
+    // (looked for on the tick); those that go away are dropped.
+    let any = args.iface.iter().any(|i| i == "any");
+    let mut refused: Vec<String> = Vec::new();
     loop {
         let flow = tokio::select! {
             _ = sigint.recv() => { interrupted = true; break }
@@ -239,6 +243,12 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
                 // A deleted interface takes its links along and the ring
                 // buffer goes quiet: notice it here.
                 while let Some(name) = tracer.gone_interface().map(str::to_string) {
+                    if any && !args.iface.contains(&name) {
+                        // Came with `-i any`: interfaces come and go.
+                        tracer.forget(&name);
+                        eprintln!("tcptrace: {name}: the interface went away");
+                        continue;
+                    }
                     if !args.wait {
                         lost = Some(name);
                         break;
@@ -266,6 +276,23 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
                     }
                 }
                 waiting = still;
+                // -i any: interfaces that came up since.
+                if any {
+                    refused.retain(|n| loader::nix_ifindex(n) != 0);
+                    for name in crate::ifaces::up_interfaces().unwrap_or_default() {
+                        if tracer.is_attached(&name) || waiting.contains(&name) || refused.contains(&name) {
+                            continue;
+                        }
+                        match tracer.attach(&name, args.attach) {
+                            Ok(hook) => eprintln!("tcptrace: {name} came up: {}", listening(&name, hook)),
+                            Err(e) => {
+                                // Once: it is not tried again.
+                                eprintln!("tcptrace: {name} came up, not traced: {}", crate::privilege_hint(e));
+                                refused.push(name);
+                            }
+                        }
+                    }
+                }
                 if pipe.tracks_states() {
                     pipe.set_time(BootClock::sample().time_base());
                     pipe.tick(clock_ns(libc::CLOCK_BOOTTIME) as i64)?

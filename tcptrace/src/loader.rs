@@ -186,6 +186,11 @@ impl Tracer {
         Ok(hook)
     }
 
+    /// Whether `iface` is attached to.
+    pub fn is_attached(&self, iface: &str) -> bool {
+        self.attached.iter().any(|(name, _)| name == iface)
+    }
+
     /// The first interface attached to whose index no longer exists (it was
     /// deleted, or moved to another network namespace: its links are gone
     /// and it sends nothing more).

@@ -348,6 +348,41 @@ fn any_traces_every_interface_that_is_up() {
     assert!(out.contains(&format!("{}.{remote}: Flags [S]", pair.addr_b)), "{out}");
 }
 
+/// `-i any` also follows interfaces that come up while it runs, and drops
+/// those that go away without ending the trace.
+#[test]
+#[ignore = "needs root"]
+fn any_follows_interfaces_that_come_and_go() {
+    use support::netns::ip;
+    assert!(is_root(), "run as root (cargo xtask test does)");
+    let pair = NetPair::new();
+    let mut cmd = tcptrace(&pair.a);
+    cmd.args(["-i", "any", "-n", "--no-states", "--flags", "SYN"]);
+    let mut tt = Proc::spawn("tcptrace", cmd);
+    tt.wait_err(&format!("listening on {} ", pair.if_a), Duration::from_secs(30));
+    // A second link between the two namespaces, made after the start.
+    let (new_a, new_b) = ("ttnew0", "ttnew1");
+    ip(&["-n", &pair.a, "link", "add", new_a, "type", "veth", "peer", "name", new_b, "netns", &pair.b]);
+    ip(&["-n", &pair.a, "addr", "add", "10.250.0.1/24", "dev", new_a]);
+    ip(&["-n", &pair.b, "addr", "add", "10.250.0.2/24", "dev", new_b]);
+    ip(&["-n", &pair.b, "link", "set", new_b, "up"]);
+    ip(&["-n", &pair.a, "link", "set", new_a, "up"]);
+    tt.wait_err(&format!("{new_a} came up: listening on {new_a} (TC ingress"), Duration::from_secs(10));
+    let listener = in_ns(&pair.b, || TcpListener::bind("10.250.0.2:0").unwrap()).join().unwrap();
+    let to = listener.local_addr().unwrap();
+    let port = in_ns(&pair.a, move || TcpStream::connect(to).unwrap().local_addr().unwrap().port()).join().unwrap();
+    drop(listener);
+    ip(&["-n", &pair.a, "link", "del", new_a]);
+    tt.wait_err(&format!("{new_a}: the interface went away"), Duration::from_secs(10));
+    // Still tracing the first one.
+    let remote = connections(&pair, 1);
+    std::thread::sleep(Duration::from_millis(300));
+    let (out, err, rc) = tt.stop();
+    assert_eq!(rc, 0, "{err}");
+    assert!(out.contains(&format!("IP 10.250.0.1.{port} > 10.250.0.2.{}: Flags [S]", to.port())), "{out}");
+    assert!(out.contains(&format!("{}.{remote}: Flags [S]", pair.addr_b)), "{out}");
+}
+
 /// Makes the veth pair of `pair` again (after it was deleted), with its
 /// addresses.
 fn remake_veth(pair: &NetPair) {
