@@ -104,7 +104,8 @@ pub struct Args {
     pub log_level: Option<log::LevelFilter>,
 
     /// When a traced interface goes away, wait for it to come back and
-    /// trace it again (without it, tcptrace exits with status 1).
+    /// trace it again (without it, tcptrace exits with status 1); an
+    /// interface given with -i that is not there yet is waited for too.
     #[arg(long = "wait")]
     pub wait: bool,
 }

@@ -36,7 +36,16 @@ pub fn up_interfaces() -> std::io::Result<Vec<String>> {
 /// The interfaces to trace for the `-i` values given: each must exist;
 /// `any` adds every interface that is up. Repeats are dropped.
 pub fn expand(requested: &[String]) -> anyhow::Result<Vec<String>> {
+    let (out, missing) = expand_or_wait(requested, false)?;
+    debug_assert!(missing.is_empty());
+    Ok(out)
+}
+
+/// Like [`expand`]; with `wait` (`--wait`) a name that does not exist yet is
+/// returned in the second list instead of being an error.
+pub fn expand_or_wait(requested: &[String], wait: bool) -> anyhow::Result<(Vec<String>, Vec<String>)> {
     let mut out: Vec<String> = Vec::new();
+    let mut missing: Vec<String> = Vec::new();
     for name in requested {
         let names = if name == "any" {
             let up = up_interfaces()?;
@@ -45,7 +54,13 @@ pub fn expand(requested: &[String]) -> anyhow::Result<Vec<String>> {
             }
             up
         } else if nix_ifindex(name) == 0 {
-            anyhow::bail!(UsageError(format!("{name}: no such interface")));
+            if !wait {
+                anyhow::bail!(UsageError(format!("{name}: no such interface")));
+            }
+            if !missing.contains(name) {
+                missing.push(name.clone());
+            }
+            continue;
         } else {
             vec![name.clone()]
         };
@@ -55,7 +70,7 @@ pub fn expand(requested: &[String]) -> anyhow::Result<Vec<String>> {
             }
         }
     }
-    Ok(out)
+    Ok((out, missing))
 }
 
 #[cfg(test)]

@@ -156,8 +156,9 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     if args.iface.is_empty() {
         bail!(crate::UsageError("no interface given: use -i IFACE (or -r FILE to read a capture)".into()));
     }
-    // `-i any`: the interfaces that are up now.
-    let ifaces = crate::ifaces::expand(&args.iface)?;
+    // `-i any`: the interfaces that are up now. With --wait, one that is not
+    // there yet is waited for.
+    let (ifaces, missing) = crate::ifaces::expand_or_wait(&args.iface, args.wait)?;
     crate::caps::check()?;
     // -w's file is created before anything is loaded: a bad path attaches nothing.
     let line_buffered = args.line_buffered || io::stdout().is_terminal();
@@ -211,7 +212,12 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     let mut interrupted = false;
     let mut lost = None;
     // --wait: interfaces that went away, to attach again when they are back.
-    let mut waiting: Vec<String> = Vec::new();
+    // (name, what to say when it is there: "is back" or "appeared").
+    let mut waiting: Vec<(String, &str)> = Vec::new();
+    for name in missing {
+        eprintln!("tcptrace: {name}: no such interface yet; waiting for it (--wait)");
+        waiting.push((name, "appeared"));
+    }
     // -i any: every interface that is up, also those that come up later
     // (looked for on the tick); those that go away are dropped.
     let any = args.iface.iter().any(|i| i == "any");
@@ -255,23 +261,23 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
                     }
                     tracer.forget(&name);
                     eprintln!("tcptrace: {name}: the interface went away; waiting for it to come back (--wait)");
-                    waiting.push(name);
+                    waiting.push((name, "is back"));
                 }
                 if lost.is_some() {
                     break;
                 }
                 // --wait: attach again to those that came back.
                 let mut still = Vec::new();
-                for name in waiting.drain(..) {
+                for (name, verb) in waiting.drain(..) {
                     if loader::nix_ifindex(&name) == 0 {
-                        still.push(name);
+                        still.push((name, verb));
                         continue;
                     }
                     match tracer.attach(&name, args.attach) {
-                        Ok(hook) => eprintln!("tcptrace: {name} is back: {}", listening(&name, hook)),
+                        Ok(hook) => eprintln!("tcptrace: {name} {verb}: {}", listening(&name, hook)),
                         Err(e) => {
-                            log::warn!("{name}: attaching again: {e}");
-                            still.push(name);
+                            log::warn!("{name}: attaching: {e}");
+                            still.push((name, verb));
                         }
                     }
                 }
@@ -280,7 +286,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
                 if any {
                     refused.retain(|n| loader::nix_ifindex(n) != 0);
                     for name in crate::ifaces::up_interfaces().unwrap_or_default() {
-                        if tracer.is_attached(&name) || waiting.contains(&name) || refused.contains(&name) {
+                        if tracer.is_attached(&name) || waiting.iter().any(|(w, _)| *w == name) || refused.contains(&name) {
                             continue;
                         }
                         match tracer.attach(&name, args.attach) {

@@ -383,6 +383,27 @@ fn any_follows_interfaces_that_come_and_go() {
     assert!(out.contains(&format!("{}.{remote}: Flags [S]", pair.addr_b)), "{out}");
 }
 
+/// With `--wait`, an interface named with `-i` that is not there yet is
+/// waited for, then traced.
+#[test]
+#[ignore = "needs root"]
+fn wait_for_an_interface_made_after_the_start() {
+    assert!(is_root(), "run as root (cargo xtask test does)");
+    let pair = NetPair::new();
+    support::netns::ip(&["-n", &pair.a, "link", "del", &pair.if_a]);
+    let mut cmd = tcptrace(&pair.a);
+    cmd.args(["-i", &pair.if_a, "-n", "--no-states", "--flags", "SYN", "--wait"]);
+    let mut tt = Proc::spawn("tcptrace", cmd);
+    tt.wait_err(&format!("{}: no such interface yet; waiting for it (--wait)", pair.if_a), Duration::from_secs(30));
+    remake_veth(&pair);
+    tt.wait_err(&format!("{} appeared: listening on {} (TC ingress", pair.if_a, pair.if_a), Duration::from_secs(10));
+    let port = connections(&pair, 1);
+    std::thread::sleep(Duration::from_millis(300));
+    let (out, err, rc) = tt.stop();
+    assert_eq!(rc, 0, "{err}");
+    assert!(out.contains(&format!("{}.{port}: Flags [S]", pair.addr_b)), "{out}");
+}
+
 /// Makes the veth pair of `pair` again (after it was deleted), with its
 /// addresses.
 fn remake_veth(pair: &NetPair) {
