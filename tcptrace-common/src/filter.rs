@@ -1,6 +1,6 @@
 //! The filter userspace sets at load time and the kernel applies per frame.
 
-use crate::parse::Headers;
+use crate::parse::{Frame, Headers};
 
 /// Filter settings (one entry of an eBPF array map).
 #[repr(C)]
@@ -73,6 +73,120 @@ impl Default for PortBitmap {
     }
 }
 
+/// Most `--host`/`--net` entries.
+pub const MAX_HOSTS: usize = 16;
+
+/// One `--host` or `--net`: the network's address (already masked) and mask,
+/// as two little-endian words of the 16-byte address (IPv4 in the first 4
+/// bytes, the rest zero).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostEntry {
+    pub addr: [u64; 2],
+    pub mask: [u64; 2],
+    /// 4 or 6.
+    pub family: u8,
+    pub _pad: [u8; 7],
+}
+
+/// The addresses and networks of `--host`/`--net` (capture files only for
+/// now: the kernel programs do not filter on addresses).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostSet {
+    pub len: u32,
+    pub _pad: u32,
+    pub entries: [HostEntry; MAX_HOSTS],
+}
+
+const _: () = assert!(core::mem::size_of::<HostEntry>() == 40);
+const _: () = assert!(core::mem::size_of::<HostSet>() == 8 + 40 * MAX_HOSTS);
+
+/// The two little-endian words of a 16-byte address.
+#[inline(always)]
+fn words(a: &[u8; 16]) -> [u64; 2] {
+    let w = |i: usize| u64::from_le_bytes([a[i], a[i + 1], a[i + 2], a[i + 3], a[i + 4], a[i + 5], a[i + 6], a[i + 7]]);
+    [w(0), w(8)]
+}
+
+impl HostSet {
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub const fn empty() -> Self {
+        Self {
+            len: 0,
+            _pad: 0,
+            entries: [HostEntry { addr: [0; 2], mask: [0; 2], family: 0, _pad: [0; 7] }; MAX_HOSTS],
+        }
+    }
+
+    /// Adds the network `addr`/`prefix` (`family` 4: the address in the first
+    /// 4 bytes, `prefix` up to 32; 6: up to 128). False when full or the
+    /// prefix is too long.
+    pub fn push(&mut self, family: u8, addr: &[u8; 16], prefix: u8) -> bool {
+        let bits = if family == 4 { 32 } else { 128 };
+        if self.len as usize >= MAX_HOSTS || prefix > bits || (family != 4 && family != 6) {
+            return false;
+        }
+        let mut mask = [0u8; 16];
+        for (i, m) in mask.iter_mut().enumerate() {
+            let have = (prefix as usize).saturating_sub(i * 8).min(8);
+            *m = if have == 0 { 0 } else { 0xffu8 << (8 - have) };
+        }
+        let (a, m) = (words(addr), words(&mask));
+        self.entries[self.len as usize] = HostEntry { addr: [a[0] & m[0], a[1] & m[1]], mask: m, family, _pad: [0; 7] };
+        self.len += 1;
+        true
+    }
+
+    /// Whether address `a` of `family` is in one of the entries.
+    #[inline(always)]
+    pub fn contains(&self, family: u8, a: &[u8; 16]) -> bool {
+        let w = words(a);
+        self.contains_words(family, w[0], w[1])
+    }
+
+    /// [`HostSet::contains`] on the address's two little-endian words.
+    #[inline]
+    pub fn contains_words(&self, family: u8, w0: u64, w1: u64) -> bool {
+        let mut i = 0;
+        while i < MAX_HOSTS {
+            let e = &self.entries[i];
+            if e.family == family && w0 & e.mask[0] == e.addr[0] && w1 & e.mask[1] == e.addr[1] {
+                return true;
+            }
+            i += 1;
+        }
+        false
+    }
+}
+
+impl Default for HostSet {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+/// Whether the segment comes from or goes to an entry of `hosts` (the
+/// addresses are read from the frame: false when they are not there).
+#[inline(always)]
+pub fn matches_hosts<F: Frame>(f: &F, h: &Headers, hosts: &HostSet) -> bool {
+    // As words at once: arrays on the BPF stack add up (512 bytes in all).
+    let (src, dst) = if h.family == 4 {
+        let Some(a) = f.load::<8>(h.l3_off + 12) else { return false };
+        let v4 = |b: [u8; 4]| [u32::from_le_bytes(b) as u64, 0];
+        (v4([a[0], a[1], a[2], a[3]]), v4([a[4], a[5], a[6], a[7]]))
+    } else {
+        let Some(s) = f.load::<16>(h.l3_off + 8) else { return false };
+        let s = words(&s);
+        let Some(d) = f.load::<16>(h.l3_off + 24) else { return false };
+        (s, words(&d))
+    };
+    hosts.contains_words(h.family, src[0], src[1]) || hosts.contains_words(h.family, dst[0], dst[1])
+}
+
 /// Whether a parsed frame passes the filter. `ports` is consulted only when
 /// `cfg.use_ports` is set; a frame cut before its ports (or flags) then cannot
 /// match.
@@ -109,3 +223,72 @@ pub fn matches_flags(h: &Headers, cfg: &FilterConfig) -> bool {
 unsafe impl aya::Pod for FilterConfig {}
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for PortBitmap {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for HostSet {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::{LinkType, SliceFrame, parse_headers};
+
+    fn v4(a: [u8; 4]) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[..4].copy_from_slice(&a);
+        b
+    }
+
+    #[test]
+    fn networks_and_hosts() {
+        let mut s = HostSet::empty();
+        assert!(s.push(4, &v4([10, 1, 2, 3]), 32));
+        assert!(s.push(4, &v4([192, 168, 7, 99]), 24));
+        let mut six = [0u8; 16];
+        six[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        assert!(s.push(6, &six, 32));
+        assert!(s.contains(4, &v4([10, 1, 2, 3])));
+        assert!(!s.contains(4, &v4([10, 1, 2, 4])));
+        assert!(s.contains(4, &v4([192, 168, 7, 1])));
+        assert!(!s.contains(4, &v4([192, 168, 8, 1])));
+        let mut in6 = six;
+        in6[15] = 1;
+        assert!(s.contains(6, &in6));
+        in6[3] = 0xb9;
+        assert!(!s.contains(6, &in6));
+        // Families are apart: 10.1.2.3's bytes as IPv6 do not match.
+        assert!(!s.contains(6, &v4([10, 1, 2, 3])));
+        // Prefix 0 matches the whole family; too long a prefix is refused.
+        let mut all = HostSet::empty();
+        assert!(all.push(4, &v4([1, 2, 3, 4]), 0));
+        assert!(all.contains(4, &v4([8, 8, 8, 8])) && !all.contains(6, &[0; 16]));
+        assert!(!all.push(4, &v4([1, 2, 3, 4]), 33) && !all.push(6, &[0; 16], 129));
+        for _ in 1..MAX_HOSTS {
+            assert!(all.push(6, &[0; 16], 128));
+        }
+        assert!(!all.push(6, &[0; 16], 128), "full");
+    }
+
+    #[test]
+    fn either_address_of_a_frame() {
+        // Ethernet + IPv4 192.0.2.10 -> 198.51.100.20 + a TCP header.
+        let mut f = [0u8; 54];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[14..34].copy_from_slice(&[0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0, 192, 0, 2, 10, 198, 51, 100, 20]);
+        f[34..54]
+            .copy_from_slice(&[0x1f, 0x90, 0x00, 0x50, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+        let frame = SliceFrame::full(&f);
+        let h = parse_headers(&frame, LinkType::Ethernet).unwrap();
+        let one = |a: [u8; 4], p: u8| {
+            let mut s = HostSet::empty();
+            s.push(4, &v4(a), p);
+            matches_hosts(&frame, &h, &s)
+        };
+        assert!(one([192, 0, 2, 10], 32));
+        assert!(one([198, 51, 100, 0], 24));
+        assert!(!one([198, 51, 101, 0], 24));
+        // Cut before the addresses: no match.
+        let cut = SliceFrame::full(&f[..14 + 14]);
+        let mut s = HostSet::empty();
+        s.push(4, &v4([192, 0, 2, 10]), 32);
+        assert!(matches_hosts(&frame, &h, &s) && !matches_hosts(&cut, &h, &s));
+    }
+}

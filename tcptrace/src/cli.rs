@@ -16,6 +16,16 @@ pub struct Args {
     #[arg(long = "port", value_name = "PORT", value_parser = parse_port)]
     pub port: Vec<u16>,
 
+    /// Trace only segments from or to this address (repeatable; tcpdump's
+    /// `host`). With --net, at most 16 in all.
+    #[arg(long = "host", value_name = "ADDR", value_parser = parse_host)]
+    pub host: Vec<(std::net::IpAddr, u8)>,
+
+    /// Trace only segments from or to this network, ADDR/LEN (repeatable;
+    /// tcpdump's `net`; the address's host bits must be zero).
+    #[arg(long = "net", value_name = "ADDR/LEN", value_parser = parse_net)]
+    pub net: Vec<(std::net::IpAddr, u8)>,
+
     /// Trace only this address family: 4 (IPv4) or 6 (IPv6). Default: both.
     #[arg(long = "family", value_name = "4|6", value_parser = parse_family)]
     pub family: Option<u8>,
@@ -192,6 +202,26 @@ pub fn parse_flags(s: &str) -> Result<u16, String> {
 
 fn parse_log_level(s: &str) -> Result<log::LevelFilter, String> {
     s.parse().map_err(|_| format!("'{s}' is not a log level (error, warn, info, debug, trace, off)"))
+}
+
+fn parse_host(s: &str) -> Result<(std::net::IpAddr, u8), String> {
+    let a: std::net::IpAddr = s.parse().map_err(|_| format!("'{s}' is not an IPv4 or IPv6 address"))?;
+    Ok((a, if a.is_ipv4() { 32 } else { 128 }))
+}
+
+fn parse_net(s: &str) -> Result<(std::net::IpAddr, u8), String> {
+    let (a, len) = s.split_once('/').ok_or_else(|| format!("'{s}' is not a network (ADDR/LEN)"))?;
+    let (a, bits) = parse_host(a)?;
+    let len: u8 = len.parse().ok().filter(|&l| l <= bits).ok_or_else(|| format!("'{s}': bad prefix length"))?;
+    // As tcpdump: the address must be the network's.
+    let host_bits = match a {
+        std::net::IpAddr::V4(v) => u32::from(v).checked_shl(u32::from(len)).unwrap_or(0) != 0,
+        std::net::IpAddr::V6(v) => u128::from(v).checked_shl(u32::from(len)).unwrap_or(0) != 0,
+    };
+    if host_bits {
+        return Err(format!("non-network bits set in '{s}'"));
+    }
+    Ok((a, len))
 }
 
 fn parse_family(s: &str) -> Result<u8, String> {

@@ -1,7 +1,9 @@
 //! The packet filter the command line asks for, in the form the kernel
 //! programs (and the capture-file path) apply it.
 
-use tcptrace_common::filter::{FilterConfig, PortBitmap, WAKE_EVERY_BATCH_NS, WAKE_EVERY_INTERACTIVE_NS};
+use tcptrace_common::filter::{
+    FilterConfig, HostSet, MAX_HOSTS, PortBitmap, WAKE_EVERY_BATCH_NS, WAKE_EVERY_INTERACTIVE_NS,
+};
 
 use crate::cli::Args;
 
@@ -21,6 +23,26 @@ pub fn filter_from_args(args: &Args) -> (FilterConfig, PortBitmap) {
         wake_bytes: 0,
     };
     (cfg, ports)
+}
+
+/// `--host` and `--net` as a [`HostSet`]; more than [`MAX_HOSTS`] is a
+/// usage error.
+pub fn hosts_from_args(args: &Args) -> Result<HostSet, crate::UsageError> {
+    let mut set = HostSet::empty();
+    for &(addr, prefix) in args.host.iter().chain(&args.net) {
+        let (family, bytes) = match addr {
+            std::net::IpAddr::V4(v) => {
+                let mut b = [0u8; 16];
+                b[..4].copy_from_slice(&v.octets());
+                (4, b)
+            }
+            std::net::IpAddr::V6(v) => (6, v.octets()),
+        };
+        if !set.push(family, &bytes, prefix) {
+            return Err(crate::UsageError(format!("at most {MAX_HOSTS} --host and --net in all")));
+        }
+    }
+    Ok(set)
 }
 
 /// Sets how the kernel wakes the reader: with `batch` (output to a file or

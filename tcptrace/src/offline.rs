@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use anyhow::Context;
 use tcptrace_common::{
     FilterConfig, PacketRecord, SliceFrame, fill_record,
-    filter::{matches_endpoints, matches_flags},
+    filter::{matches_endpoints, matches_flags, matches_hosts},
     parse_headers,
 };
 
@@ -44,6 +44,7 @@ pub fn run_reader<R: Read>(
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     let (cfg, ports): (FilterConfig, _) = filter_from_args(args);
+    let hosts = crate::filter::hosts_from_args(args)?;
     let ports = (cfg.use_ports != 0).then_some(&ports);
     let (text, pcap) = crate::pcap::outputs(args, Box::new(out), args.line_buffered)?;
     let mut pipe = Pipeline::new(args, text, pcap, TimeBase::Realtime);
@@ -61,6 +62,9 @@ pub fn run_reader<R: Read>(
         let frame = SliceFrame { data: &pkt.data, wire_len: pkt.wire_len };
         let Ok(h) = parse_headers(&frame, pkt.link) else { continue };
         if !matches_endpoints(&h, &cfg, ports) {
+            continue;
+        }
+        if !hosts.is_empty() && !matches_hosts(&frame, &h, &hosts) {
             continue;
         }
         let show = matches_flags(&h, &cfg);

@@ -343,3 +343,54 @@ fn flag_filter_numbers_match_tcpdump_filter_expression() {
         }
     }
 }
+
+/// `--host` and `--net` print what the real tcpdump prints with `host` and
+/// `net` (relative numbers included: only the shown packets set the bases).
+#[test]
+fn host_and_net_filters_match_tcpdump() {
+    for (name, args, expr) in [
+        ("mptcp-v0.pcap", &["--host", "10.1.2.2"][..], "tcp and host 10.1.2.2"),
+        ("mptcp-v0.pcap", &["--net", "10.1.1.0/24"][..], "tcp and net 10.1.1.0/24"),
+        ("mptcp-v0.pcap", &["--net", "10.0.0.0/8", "--port", "22"][..], "tcp and net 10.0.0.0/8 and port 22"),
+        (
+            "mptcp-v0.pcap",
+            &["--host", "10.9.9.9", "--host", "10.1.2.2"][..],
+            "tcp and (host 10.9.9.9 or host 10.1.2.2)",
+        ),
+        ("synthetic-tcp6-edge.pcap", &["--net", "2001:db8:1::/48"][..], "ip6 and net 2001:db8:1::/48"),
+        ("synthetic-tcp6-edge.pcap", &["--host", "fe80::2"][..], "ip6 and host fe80::2"),
+    ] {
+        let p = pcap(name);
+        let td = std::process::Command::new("tcpdump")
+            .args(["-n", "-r", p.to_str().unwrap(), expr])
+            .env("TZ", "UTC")
+            .output()
+            .expect("tcpdump (cargo xtask test installs it)");
+        assert!(td.status.success(), "{name}: tcpdump: {}", String::from_utf8_lossy(&td.stderr));
+        let td = String::from_utf8(td.stdout).unwrap();
+        let mut argv = vec!["-n", "-r", p.to_str().unwrap()];
+        argv.extend(args);
+        let (r, ours) = run(&argv);
+        r.unwrap();
+        let (a, b): (Vec<_>, Vec<_>) = (ours.lines().collect(), td.lines().collect());
+        assert!(!a.is_empty(), "{name} {args:?}: nothing shown");
+        assert_eq!(a.len(), b.len(), "{name} {args:?}\n--- tcptrace\n{ours}--- tcpdump\n{td}");
+        for (x, y) in a.iter().zip(&b) {
+            assert!(y.starts_with(x), "{name} {args:?}:\n tcptrace: {x}\n tcpdump:  {y}");
+        }
+    }
+}
+
+#[test]
+fn host_and_net_arguments() {
+    let parse = |argv: &[&str]| Args::try_parse_from(std::iter::once("tcptrace").chain(argv.iter().copied()));
+    assert!(parse(&["--host", "10.0.0.1", "--net", "2001:db8::/32"]).is_ok());
+    for bad in [&["--host", "10.0.0"][..], &["--net", "10.0.0.1/24"], &["--net", "10.0.0.0/33"], &["--net", "10.0.0.0"]]
+    {
+        assert!(parse(bad).is_err(), "{bad:?}");
+    }
+    let many: Vec<String> = (0..17).flat_map(|i| ["--host".to_string(), format!("10.0.0.{i}")]).collect();
+    let args = Args::try_parse_from(std::iter::once("tcptrace".to_string()).chain(many)).unwrap();
+    let e = tcptrace::filter::hosts_from_args(&args).unwrap_err();
+    assert_eq!(e.to_string(), "at most 16 --host and --net in all");
+}
