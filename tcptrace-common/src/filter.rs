@@ -16,7 +16,10 @@ pub struct FilterConfig {
     /// 1 to send state-only records for state-relevant segments the flag
     /// filter hides (see [`crate::conn`]).
     pub track_states: u8,
-    pub _pad: [u8; 3],
+    /// 1 when [`HostSet`] lists addresses or networks: a segment must come
+    /// from or go to one of them.
+    pub use_hosts: u8,
+    pub _pad: [u8; 2],
     /// A CPU wakes the ring buffer's reader at most once in this many
     /// nanoseconds (0: for every record); the reader looks again on a timer
     /// at least this long after each read that found records, so a record
@@ -89,8 +92,8 @@ pub struct HostEntry {
     pub _pad: [u8; 7],
 }
 
-/// The addresses and networks of `--host`/`--net` (capture files only for
-/// now: the kernel programs do not filter on addresses).
+/// The addresses and networks of `--host`/`--net` (read-only data in the
+/// kernel).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HostSet {
@@ -149,7 +152,7 @@ impl HostSet {
     }
 
     /// [`HostSet::contains`] on the address's two little-endian words.
-    #[inline]
+    #[inline(always)]
     pub fn contains_words(&self, family: u8, w0: u64, w1: u64) -> bool {
         let mut i = 0;
         while i < MAX_HOSTS {

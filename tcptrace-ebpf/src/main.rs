@@ -20,7 +20,7 @@ use aya_ebpf::{
 use tcptrace_common::{
     FilterConfig, Frame, LinkType, PacketRecord, PortBitmap, RecordKind, Skip,
     conn::{self, ConnKey, ConnState, Step},
-    filter::{matches_endpoints, matches_flags},
+    filter::{HostSet, matches_endpoints, matches_flags, matches_hosts},
     parse::{Headers, conn_key, fill_record, parse_headers},
     record::{Direction, MAX_OPTIONS, RECORD_SIZE, Stats, counter},
 };
@@ -38,7 +38,8 @@ static FILTER: FilterConfig = FilterConfig {
     family: 0,
     use_ports: 0,
     track_states: 0,
-    _pad: [0; 3],
+    use_hosts: 0,
+    _pad: [0; 2],
     wake_every_ns: 0,
     wake_bytes: 0,
 };
@@ -62,6 +63,11 @@ fn loader_written<T>(r: &'static T) -> &'static T {
 fn filter() -> &'static FilterConfig {
     loader_written(&FILTER)
 }
+
+/// The traced addresses and networks, when `FILTER.use_hosts` is set
+/// (read-only data too).
+#[unsafe(no_mangle)]
+static HOST_SET: HostSet = HostSet::empty();
 
 /// The traced ports as the loader wrote them.
 #[inline(always)]
@@ -238,6 +244,10 @@ impl<L: Fn() -> u32, B: Track, BF: Fn() -> B> Track for Direct<'_, L, B, BF> {
     fn track(&self, h: &Headers) -> bool {
         (self.back)().track(h)
     }
+    #[inline(always)]
+    fn hosts(&self, h: &Headers) -> bool {
+        (self.back)().hosts(h)
+    }
 }
 
 /// `len` if it is in 1..=40, re-read through a volatile load so that LLVM
@@ -346,7 +356,10 @@ fn done_on_fast_path<L: Fn() -> u32>(linear: &LinearFrame<L>) -> bool {
     let Some(stats) = stats() else { return false };
     match parsed {
         Ok(h) => {
-            if matches_endpoints(&h, cfg, Some(ports())) && (cfg.track_states != 0 || matches_flags(&h, cfg)) {
+            // With --host/--net, the full path checks the addresses.
+            if matches_endpoints(&h, cfg, Some(ports()))
+                && (cfg.use_hosts != 0 || cfg.track_states != 0 || matches_flags(&h, cfg))
+            {
                 return false;
             }
             bump(stats, counter::FRAMES);
@@ -407,6 +420,9 @@ fn trace_full<F: Frame + Track>(frame: &F, parsed: Option<Result<Headers, Skip>>
     if !matches_endpoints(&headers, cfg, Some(ports())) {
         return;
     }
+    if cfg.use_hosts != 0 && !frame.hosts(&headers) {
+        return;
+    }
     // The connection map is only needed when the flag filter hides segments;
     // shown segments update it too, so that it knows every SYN and FIN.
     let shown = matches_flags(&headers, cfg);
@@ -456,12 +472,18 @@ fn trace_full<F: Frame + Track>(frame: &F, parsed: Option<Result<Headers, Skip>>
 /// The connection tracking of a frame type, behind a global BPF function.
 trait Track {
     fn track(&self, h: &Headers) -> bool;
+    /// Whether the segment comes from or goes to a `--host`/`--net` entry.
+    fn hosts(&self, h: &Headers) -> bool;
 }
 
 impl Track for SkbFrame {
     #[inline(always)]
     fn track(&self, h: &Headers) -> bool {
         tcptrace_track_skb(self.skb, h)
+    }
+    #[inline(always)]
+    fn hosts(&self, h: &Headers) -> bool {
+        tcptrace_hosts_skb(self.skb, h)
     }
 }
 
@@ -470,6 +492,42 @@ impl Track for XdpFrame {
     fn track(&self, h: &Headers) -> bool {
         tcptrace_track_xdp(self.ctx, h)
     }
+    #[inline(always)]
+    fn hosts(&self, h: &Headers) -> bool {
+        tcptrace_hosts_xdp(self.ctx, h)
+    }
+}
+
+/// The `--host`/`--net` check for TC programs, a global function like
+/// [`tcptrace_track_skb`] (as a static one, walked for every state of its
+/// callers, it made the verifier give up).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn tcptrace_hosts_skb(skb: *mut __sk_buff, h: *const Headers) -> bool {
+    if h.is_null() {
+        return false;
+    }
+    // SAFETY: the program's context; the caller passes its own headers.
+    let len = unsafe { (*skb).len };
+    matches_hosts(&SkbFrame { skb, len }, unsafe { &*h }, hosts())
+}
+
+/// The `--host`/`--net` check for the XDP program.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn tcptrace_hosts_xdp(ctx: *mut xdp_md, h: *const Headers) -> bool {
+    if h.is_null() {
+        return false;
+    }
+    // SAFETY: the program's context; the caller passes its own headers.
+    let len = unsafe { bpf_xdp_get_buff_len(ctx) } as u32;
+    matches_hosts(&XdpFrame { ctx, len }, unsafe { &*h }, hosts())
+}
+
+/// The traced addresses as the loader wrote them.
+#[inline(always)]
+fn hosts() -> &'static HostSet {
+    loader_written(&HOST_SET)
 }
 
 // [`track`] as global functions: the verifier checks a global function once,

@@ -18,7 +18,8 @@ pub fn filter_from_args(args: &Args) -> (FilterConfig, PortBitmap) {
         family: args.family.unwrap_or(0),
         use_ports: u8::from(!args.port.is_empty()),
         track_states: (!args.no_states && args.flags.is_some()) as u8,
-        _pad: [0; 3],
+        use_hosts: u8::from(!args.host.is_empty() || !args.net.is_empty()),
+        _pad: [0; 2],
         wake_every_ns: WAKE_EVERY_INTERACTIVE_NS,
         wake_bytes: 0,
     };

@@ -159,11 +159,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     // `-i any`: the interfaces that are up now. With --wait, one that is not
     // there yet is waited for.
     let (ifaces, missing) = crate::ifaces::expand_or_wait(&args.iface, args.wait)?;
-    if !args.host.is_empty() || !args.net.is_empty() {
-        // The kernel programs do not filter on addresses yet: the check made
-        // the verifier give up (see README "Status").
-        bail!(crate::UsageError("--host and --net work with -r only, not live yet".into()));
-    }
+    let hosts = crate::filter::hosts_from_args(args)?;
     crate::caps::check()?;
     // -w's file is created before anything is loaded: a bad path attaches nothing.
     let line_buffered = args.line_buffered || io::stdout().is_terminal();
@@ -178,7 +174,8 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
         None => None,
     };
     let sizes = loader::Sizes { ring_buffer: args.buffer_size, conn_table: args.conn_table_size };
-    let mut tracer = Tracer::load(crate::ebpf::OBJECT, &filter, &ports, sizes).map_err(crate::privilege_hint)?;
+    let mut tracer =
+        Tracer::load_with_hosts(crate::ebpf::OBJECT, &filter, &ports, &hosts, sizes).map_err(crate::privilege_hint)?;
     for iface in &ifaces {
         let hook = tracer.attach(iface, args.attach).map_err(crate::privilege_hint)?;
         eprintln!("tcptrace: {}", listening(iface, hook));

@@ -8,6 +8,7 @@ use aya::{
 };
 use tcptrace_common::{
     FilterConfig, PortBitmap,
+    filter::HostSet,
     record::{MALFORMED_KINDS, Stats, counter},
 };
 
@@ -137,13 +138,27 @@ impl Tracer {
     /// attached.
     /// Nothing is attached yet.
     pub fn load(object: &[u8], filter: &FilterConfig, ports: &PortBitmap, sizes: Sizes) -> Result<Self, LoadError> {
+        Self::load_with_hosts(object, filter, ports, &HostSet::empty(), sizes)
+    }
+
+    /// [`Tracer::load`] with the addresses and networks of `--host`/`--net`
+    /// (used when `filter.use_hosts` is set).
+    pub fn load_with_hosts(
+        object: &[u8],
+        filter: &FilterConfig,
+        ports: &PortBitmap,
+        hosts: &HostSet,
+        sizes: Sizes,
+    ) -> Result<Self, LoadError> {
         // The filter goes into the object's read-only data (FILTER,
-        // PORT_SET): the verifier then knows it and drops what it rules out.
+        // PORT_SET, HOST_SET): the verifier then knows it and drops what it
+        // rules out.
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("EVENTS", sizes.ring_buffer)
             .map_max_entries("CONNS", sizes.conn_table)
             .override_global("FILTER", filter, true)
             .override_global("PORT_SET", ports, true)
+            .override_global("HOST_SET", hosts, true)
             .load(object)?;
         let stats = take_map(&mut ebpf, "STATS")?;
         Ok(Self { ebpf, stats, sizes, attached: Vec::new(), links: Vec::new() })

@@ -72,19 +72,6 @@ fn unknown_interface_exits_2() {
     assert_eq!(bpftool_progs(&pair.a, &pair.if_a), 0);
 }
 
-/// `--host`/`--net` work with `-r` only: live, one clear message, exit 2,
-/// nothing attached.
-#[test]
-#[ignore = "needs root"]
-fn host_filter_live_is_a_usage_error() {
-    assert!(is_root(), "run as root (cargo xtask test does)");
-    let pair = NetPair::new();
-    let (err, code) =
-        run(NetPair::command(&pair.a, env!("CARGO_BIN_EXE_tcptrace")).args(["-i", &pair.if_a, "--host", "10.0.0.1"]));
-    assert_eq!((code, err.trim()), (2, "tcptrace: --host and --net work with -r only, not live yet"));
-    assert_eq!(bpftool_progs(&pair.a, &pair.if_a), 0);
-}
-
 /// Programs attached to `iface` (tcx through BPF_PROG_QUERY, XDP via ip link).
 fn bpftool_progs(ns: &str, iface: &str) -> usize {
     use aya::programs::{SchedClassifier, tc::TcAttachType};

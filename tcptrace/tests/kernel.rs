@@ -11,7 +11,9 @@ use aya::{
 use support::frames::{self, Rng, Tcp};
 use tcptrace::loader::{Counters, Sizes, TC_EGRESS_PROG, TC_INGRESS_PROG, Tracer, XDP_PROG};
 use tcptrace_common::{
-    FilterConfig, LinkType, PacketRecord, PortBitmap, RecordKind, Skip, SliceFrame, parse_frame,
+    FilterConfig, LinkType, PacketRecord, PortBitmap, RecordKind, Skip, SliceFrame,
+    filter::HostSet,
+    parse_frame,
     record::{Direction, flags},
 };
 
@@ -25,13 +27,17 @@ struct Harness {
 
 impl Harness {
     fn new(filter: FilterConfig, ports: &[u16]) -> Self {
+        Self::with_hosts(filter, ports, &HostSet::empty())
+    }
+
+    fn with_hosts(filter: FilterConfig, ports: &[u16], hosts: &HostSet) -> Self {
         let mut bitmap = PortBitmap::empty();
         for &p in ports {
             bitmap.insert(p);
         }
         let filter = FilterConfig { use_ports: !ports.is_empty() as u8, ..filter };
         let sizes = Sizes { ring_buffer: 1 << 20, conn_table: 1024 };
-        let mut tracer = Tracer::load(tcptrace::ebpf::OBJECT, &filter, &bitmap, sizes)
+        let mut tracer = Tracer::load_with_hosts(tcptrace::ebpf::OBJECT, &filter, &bitmap, hosts, sizes)
             .expect("kernel programs load and pass the verifier");
         let events = tracer.take_events().unwrap();
         Self { tracer, events }
@@ -430,6 +436,57 @@ fn every_program_loads_under_every_filter_shape() {
                         let want = usize::from(family != 6);
                         assert_eq!(recs.len(), want, "{prog} with {cfg:?}, ports {ports:?}");
                     }
+                }
+            }
+        }
+    }
+}
+
+/// `--host`/`--net` in the kernel: a segment from or to a listed address or
+/// network is traced, others are not, in every program, with and without
+/// state tracking and a port filter; the same decision as the userspace
+/// filter.
+#[test]
+#[ignore = "needs root"]
+fn host_and_net_filter() {
+    use tcptrace_common::{
+        filter::matches_hosts,
+        parse_headers,
+        record::flags::{FIN, RST, SYN},
+    };
+    assert!(is_root(), "run as root (cargo xtask test does)");
+    let syn4 = frames::tcp4(&Tcp { flags: SYN, options: frames::syn_options(), ..Default::default() });
+    let syn6 = frames::tcp6(&Tcp { flags: SYN, options: frames::syn_options(), ..Default::default() });
+    let v4 = |a: [u8; 4]| {
+        let mut b = [0u8; 16];
+        b[..4].copy_from_slice(&a);
+        b
+    };
+    let mut net6 = [0u8; 16];
+    net6[..6].copy_from_slice(&frames::B6[..6]);
+    // (entries, traced: [v4 frame, v6 frame])
+    let cases: [(&[(u8, [u8; 16], u8)], [bool; 2]); 5] = [
+        (&[(4, v4(frames::A4), 32)], [true, false]),
+        (&[(4, v4([frames::B4[0], frames::B4[1], frames::B4[2], 0]), 24)], [true, false]),
+        (&[(4, v4([192, 0, 3, 0]), 24)], [false, false]),
+        (&[(6, net6, 48)], [false, true]),
+        (&[(4, v4([10, 0, 0, 1]), 32), (6, frames::A6, 128)], [false, true]),
+    ];
+    for (entries, want) in cases {
+        let mut hosts = HostSet::empty();
+        for (family, addr, prefix) in entries {
+            assert!(hosts.push(*family, addr, *prefix));
+        }
+        for (flag_mask, track_states, ports) in [(0, 0, &[][..]), (SYN | FIN | RST, 1, &[8080][..])] {
+            let cfg = FilterConfig { flag_mask, track_states, use_hosts: 1, ..Default::default() };
+            let mut h = Harness::with_hosts(cfg, ports, &hosts);
+            for (frame, traced) in [(&syn4, want[0]), (&syn6, want[1])] {
+                let parsed = SliceFrame::full(frame);
+                let hd = parse_headers(&parsed, LinkType::Ethernet).unwrap();
+                assert_eq!(matches_hosts(&parsed, &hd, &hosts), traced, "userspace, {entries:?}");
+                for prog in [XDP_PROG, TC_INGRESS_PROG, TC_EGRESS_PROG] {
+                    let recs = h.run(prog, frame);
+                    assert_eq!(recs.len(), usize::from(traced), "{prog}, {entries:?}, {cfg:?}");
                 }
             }
         }

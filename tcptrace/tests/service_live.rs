@@ -383,6 +383,37 @@ fn any_follows_interfaces_that_come_and_go() {
     assert!(out.contains(&format!("{}.{remote}: Flags [S]", pair.addr_b)), "{out}");
 }
 
+/// `--host` and `--net` live: a tracer for the server's address sees the
+/// connection's SYN and SYN-ACK, one for another network sees nothing.
+#[test]
+#[ignore = "needs root"]
+fn host_and_net_live() {
+    assert!(is_root(), "run as root (cargo xtask test does)");
+    let pair = NetPair::new();
+    let start = |filter: &[&str]| {
+        let mut cmd = tcptrace(&pair.a);
+        cmd.args(["-i", &pair.if_a, "-n", "--no-states", "--flags", "SYN"]).args(filter);
+        let mut tt = Proc::spawn("tcptrace", cmd);
+        tt.wait_err("listening on", Duration::from_secs(30));
+        tt
+    };
+    let host = start(&["--host", &pair.addr_b.to_string()]);
+    let other = start(&["--net", "192.0.2.0/24", "--host", "2001:db8::1"]);
+    let port = connections(&pair, 1);
+    std::thread::sleep(Duration::from_millis(300));
+    let (out, err, rc) = host.stop();
+    assert_eq!(rc, 0, "{err}");
+    assert!(out.contains(&format!("{}.{port}: Flags [S]", pair.addr_b)), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains(&format!("IP {}.{port} > {}.", pair.addr_b, pair.addr_a)) && l.contains("Flags [S.]")),
+        "{out}"
+    );
+    let (out, err, rc) = other.stop();
+    assert_eq!(rc, 0, "{err}");
+    assert!(!out.contains("Flags ["), "{out}");
+}
+
 /// With `--wait`, an interface named with `-i` that is not there yet is
 /// waited for, then traced.
 #[test]
