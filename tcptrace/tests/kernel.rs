@@ -464,8 +464,9 @@ fn host_and_net_filter() {
     };
     let mut net6 = [0u8; 16];
     net6[..6].copy_from_slice(&frames::B6[..6]);
-    // (entries, traced: [v4 frame, v6 frame])
-    let cases: [(&[(u8, [u8; 16], u8)], [bool; 2]); 5] = [
+    // (entries as (family, address, prefix), traced: [v4 frame, v6 frame])
+    type Entries<'a> = &'a [(u8, [u8; 16], u8)];
+    let cases: [(Entries, [bool; 2]); 5] = [
         (&[(4, v4(frames::A4), 32)], [true, false]),
         (&[(4, v4([frames::B4[0], frames::B4[1], frames::B4[2], 0]), 24)], [true, false]),
         (&[(4, v4([192, 0, 3, 0]), 24)], [false, false]),
