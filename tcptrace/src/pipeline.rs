@@ -308,22 +308,23 @@ impl<W: Write> Pipeline<W> {
         if self.stopped {
             return Ok(Flow::Stop);
         }
-        if let (Some(st), true) = (self.states.as_mut(), self.queue.is_empty()) {
-            self.line.clear();
-            put_events(
-                st.tick_events(now_ns),
-                &self.fmt,
-                self.time,
-                self.json,
-                self.metrics.as_ref(),
-                &mut self.text,
-                &mut self.line,
-            );
-            if !self.line.is_empty() && !self.out.write_line(&self.line)? {
-                self.stopped = true;
-            }
+        if self.queue.is_empty() {
+            self.write_expiries(now_ns, false)?;
         }
         self.end_batch()
+    }
+
+    /// Writes the lines of the connections that expire at `now_ns` (at the
+    /// end of the run when `finish`), when states are followed.
+    fn write_expiries(&mut self, now_ns: i64, finish: bool) -> io::Result<()> {
+        let Some(st) = self.states.as_mut() else { return Ok(()) };
+        self.line.clear();
+        let events = if finish { st.finish_events(now_ns) } else { st.tick_events(now_ns) };
+        put_events(events, &self.fmt, self.time, self.json, self.metrics.as_ref(), &mut self.text, &mut self.line);
+        if !self.line.is_empty() && !self.out.write_line(&self.line)? {
+            self.stopped = true;
+        }
+        Ok(())
     }
 
     /// Pushes out what was written since the last batch (lines and records).
@@ -350,20 +351,8 @@ impl<W: Write> Pipeline<W> {
             }
             self.drain()?;
         }
-        if let (Some(st), Some(now), false) = (self.states.as_mut(), now_ns.or(self.last_ns), self.stopped) {
-            self.line.clear();
-            put_events(
-                st.finish_events(now),
-                &self.fmt,
-                self.time,
-                self.json,
-                self.metrics.as_ref(),
-                &mut self.text,
-                &mut self.line,
-            );
-            if !self.line.is_empty() && !self.out.write_line(&self.line)? {
-                self.stopped = true;
-            }
+        if let (Some(now), false) = (now_ns.or(self.last_ns), self.stopped) {
+            self.write_expiries(now, true)?;
         }
         // tcpdump's empty line (not in JSON, where every line is an object).
         if interrupted && !self.json && !self.out.is_closed() {
