@@ -325,22 +325,30 @@ fn flag_filter_numbers_match_tcpdump_filter_expression() {
         ("print-flags.pcap", "S,F", "tcp[tcpflags] & (tcp-syn|tcp-fin) != 0"),
         ("synthetic-tcp6-edge.pcap", "R,U", "ip6 and (ip6[40+13] & 0x24 != 0)"),
     ] {
-        let p = pcap(name);
-        let td = std::process::Command::new("tcpdump")
-            .args(["-n", "-r", p.to_str().unwrap(), expr])
-            .env("TZ", "UTC")
-            .output()
-            .expect("tcpdump (cargo xtask test installs it)");
-        assert!(td.status.success(), "{name}: tcpdump: {}", String::from_utf8_lossy(&td.stderr));
-        let td = String::from_utf8(td.stdout).unwrap();
-        let (r, ours) = run(&["-n", "--flags", flags, "-r", p.to_str().unwrap()]);
-        r.unwrap();
-        let (a, b): (Vec<_>, Vec<_>) = (ours.lines().collect(), td.lines().collect());
-        assert!(!a.is_empty(), "{name}: nothing shown");
-        assert_eq!(a.len(), b.len(), "{name}\n--- tcptrace\n{ours}--- tcpdump\n{td}");
-        for (x, y) in a.iter().zip(&b) {
-            assert!(y.starts_with(x), "{name}:\n tcptrace: {x}\n tcpdump:  {y}");
-        }
+        same_as_tcpdump_filter(name, &["--flags", flags], expr);
+    }
+}
+
+/// `tcptrace -n -r NAME ARGS` prints (something and) the lines of
+/// `tcpdump -n -r NAME EXPR`, up to `length N`.
+fn same_as_tcpdump_filter(name: &str, args: &[&str], expr: &str) {
+    let p = pcap(name);
+    let td = std::process::Command::new("tcpdump")
+        .args(["-n", "-r", p.to_str().unwrap(), expr])
+        .env("TZ", "UTC")
+        .output()
+        .expect("tcpdump (cargo xtask test installs it)");
+    assert!(td.status.success(), "{name}: tcpdump: {}", String::from_utf8_lossy(&td.stderr));
+    let td = String::from_utf8(td.stdout).unwrap();
+    let mut argv = vec!["-n", "-r", p.to_str().unwrap()];
+    argv.extend(args);
+    let (r, ours) = run(&argv);
+    r.unwrap();
+    let (a, b): (Vec<_>, Vec<_>) = (ours.lines().collect(), td.lines().collect());
+    assert!(!a.is_empty(), "{name} {args:?}: nothing shown");
+    assert_eq!(a.len(), b.len(), "{name} {args:?}\n--- tcptrace\n{ours}--- tcpdump\n{td}");
+    for (x, y) in a.iter().zip(&b) {
+        assert!(y.starts_with(x), "{name} {args:?}:\n tcptrace: {x}\n tcpdump:  {y}");
     }
 }
 
@@ -360,24 +368,7 @@ fn host_and_net_filters_match_tcpdump() {
         ("synthetic-tcp6-edge.pcap", &["--net", "2001:db8:1::/48"][..], "ip6 and net 2001:db8:1::/48"),
         ("synthetic-tcp6-edge.pcap", &["--host", "fe80::2"][..], "ip6 and host fe80::2"),
     ] {
-        let p = pcap(name);
-        let td = std::process::Command::new("tcpdump")
-            .args(["-n", "-r", p.to_str().unwrap(), expr])
-            .env("TZ", "UTC")
-            .output()
-            .expect("tcpdump (cargo xtask test installs it)");
-        assert!(td.status.success(), "{name}: tcpdump: {}", String::from_utf8_lossy(&td.stderr));
-        let td = String::from_utf8(td.stdout).unwrap();
-        let mut argv = vec!["-n", "-r", p.to_str().unwrap()];
-        argv.extend(args);
-        let (r, ours) = run(&argv);
-        r.unwrap();
-        let (a, b): (Vec<_>, Vec<_>) = (ours.lines().collect(), td.lines().collect());
-        assert!(!a.is_empty(), "{name} {args:?}: nothing shown");
-        assert_eq!(a.len(), b.len(), "{name} {args:?}\n--- tcptrace\n{ours}--- tcpdump\n{td}");
-        for (x, y) in a.iter().zip(&b) {
-            assert!(y.starts_with(x), "{name} {args:?}:\n tcptrace: {x}\n tcpdump:  {y}");
-        }
+        same_as_tcpdump_filter(name, args, expr);
     }
 }
 
