@@ -948,26 +948,10 @@ impl ConnTracker {
             {
                 c.synack = None;
                 if c.s[from].state == TcpState::SynSent {
-                    c.s[from].state = TcpState::Established;
-                    out.push(transition(
-                        ts,
-                        c.s[from].ep,
-                        c.s[to].ep,
-                        TcpState::SynSent,
-                        TcpState::Established,
-                        Cause::SentAckOfSynAck,
-                    ));
+                    set(c, from, TcpState::Established, Cause::SentAckOfSynAck, ts, opts, out);
                 }
                 if c.s[to].state == TcpState::SynReceived {
-                    c.s[to].state = TcpState::Established;
-                    out.push(transition(
-                        ts,
-                        c.s[to].ep,
-                        c.s[from].ep,
-                        TcpState::SynReceived,
-                        TcpState::Established,
-                        Cause::GotAckOfSyn,
-                    ));
+                    set(c, to, TcpState::Established, Cause::GotAckOfSyn, ts, opts, out);
                 }
                 handshake_done(c, ts);
             }
