@@ -266,6 +266,15 @@ struct XdpFrame {
     len: u32,
 }
 
+impl XdpFrame {
+    /// The frame of the program's context.
+    #[inline(always)]
+    fn of(ctx: *mut xdp_md) -> Self {
+        // SAFETY: the program's own context.
+        Self { ctx, len: unsafe { bpf_xdp_get_buff_len(ctx) } as u32 }
+    }
+}
+
 impl Frame for XdpFrame {
     #[inline(always)]
     fn wire_len(&self) -> u32 {
@@ -299,6 +308,15 @@ impl Frame for XdpFrame {
 struct SkbFrame {
     skb: *mut __sk_buff,
     len: u32,
+}
+
+impl SkbFrame {
+    /// The frame of the program's context.
+    #[inline(always)]
+    fn of(skb: *mut __sk_buff) -> Self {
+        // SAFETY: the program's own context.
+        Self { skb, len: unsafe { (*skb).len } }
+    }
 }
 
 impl Frame for SkbFrame {
@@ -504,24 +522,14 @@ impl Track for XdpFrame {
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn tcptrace_hosts_skb(skb: *mut __sk_buff, h: *const Headers) -> bool {
-    if h.is_null() {
-        return false;
-    }
-    // SAFETY: the program's context; the caller passes its own headers.
-    let len = unsafe { (*skb).len };
-    matches_hosts(&SkbFrame { skb, len }, unsafe { &*h }, hosts())
+    given(h).is_some_and(|h| matches_hosts(&SkbFrame::of(skb), h, hosts()))
 }
 
 /// The `--host`/`--net` check for the XDP program.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn tcptrace_hosts_xdp(ctx: *mut xdp_md, h: *const Headers) -> bool {
-    if h.is_null() {
-        return false;
-    }
-    // SAFETY: the program's context; the caller passes its own headers.
-    let len = unsafe { bpf_xdp_get_buff_len(ctx) } as u32;
-    matches_hosts(&XdpFrame { ctx, len }, unsafe { &*h }, hosts())
+    given(h).is_some_and(|h| matches_hosts(&XdpFrame::of(ctx), h, hosts()))
 }
 
 /// The traced addresses as the loader wrote them.
@@ -534,33 +542,32 @@ fn hosts() -> &'static HostSet {
 // on its own, from its argument types, where it walked a static one again
 // for every different state of its caller (each outcome of the parse before
 // it): that made most of the load time with state tracking on.
+//
+// Only the context and the headers cross these calls: an argument a function
+// does not use may be left unset by the caller (LLVM passes it as
+// undefined), which the verifier rejects for a global function.
+
+/// The headers a global function was given: the verifier cannot know the
+/// pointer is never null.
+#[inline(always)]
+fn given<'a>(h: *const Headers) -> Option<&'a Headers> {
+    // SAFETY: the callers pass their own headers (or, to the verifier's
+    // mind, possibly null).
+    unsafe { h.as_ref() }
+}
 
 /// [`track`] for TC programs. `h` must point to the frame's headers.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn tcptrace_track_skb(skb: *mut __sk_buff, h: *const Headers) -> bool {
-    // The verifier cannot know that `h` is never null.
-    if h.is_null() {
-        return false;
-    }
-    // Only the context and the headers cross the call: an argument the
-    // function does not use may be left unset by the caller (LLVM passes it
-    // as undefined), which the verifier rejects for a global function.
-    // SAFETY: the program's context; the caller passes its own headers.
-    let len = unsafe { (*skb).len };
-    track(&SkbFrame { skb, len }, unsafe { &*h })
+    given(h).is_some_and(|h| track(&SkbFrame::of(skb), h))
 }
 
 /// [`track`] for the XDP program. `h` must point to the frame's headers.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn tcptrace_track_xdp(ctx: *mut xdp_md, h: *const Headers) -> bool {
-    if h.is_null() {
-        return false;
-    }
-    // SAFETY: the program's context; the caller passes its own headers.
-    let len = unsafe { bpf_xdp_get_buff_len(ctx) } as u32;
-    track(&XdpFrame { ctx, len }, unsafe { &*h })
+    given(h).is_some_and(|h| track(&XdpFrame::of(ctx), h))
 }
 
 /// Updates the connection map with this segment; true when it changes the
@@ -622,7 +629,7 @@ pub fn tcptrace_xdp(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_PASS;
     }
     let ifindex = unsafe { (*xdp).ingress_ifindex };
-    let back = || XdpFrame { ctx: xdp, len: buff_len() };
+    let back = || XdpFrame::of(xdp);
     match linear_headers(&linear) {
         Some(parsed) => trace_full(&Direct { linear: &linear, back }, Some(parsed), ifindex, Direction::Ingress),
         None => trace_full(&back(), None, ifindex, Direction::Ingress),
