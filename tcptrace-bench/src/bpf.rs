@@ -6,6 +6,7 @@ use std::{
     os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd},
 };
 
+const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
@@ -35,14 +36,79 @@ fn get32(a: &[u8; 128], off: usize) -> u32 {
 pub fn load_empty(prog_type: u32) -> io::Result<OwnedFd> {
     let verdict: i32 = if prog_type == BPF_PROG_TYPE_XDP { 2 } else { -1 };
     // mov64 r0, imm (0xb7); exit (0x95)
-    let insns: [u64; 2] = [0xb7 | ((verdict as u32 as u64) << 32), 0x95];
+    load(prog_type, &[0xb7 | ((verdict as u32 as u64) << 32), 0x95], b"empty")
+}
+
+/// A BPF ring buffer of `bytes` (a power of two, at least a page).
+pub fn ring_buffer(bytes: u32) -> io::Result<OwnedFd> {
+    const BPF_MAP_TYPE_RINGBUF: u32 = 27;
+    let mut a = [0u8; 128];
+    put32(&mut a, 0, BPF_MAP_TYPE_RINGBUF);
+    put32(&mut a, 12, bytes);
+    a[48..52].copy_from_slice(b"ring");
+    let fd = bpf(BPF_MAP_CREATE, &mut a)?;
+    // SAFETY: the kernel just gave us this fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// One BPF instruction: opcode, registers, offset, immediate.
+fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> u64 {
+    code as u64 | ((dst as u64 | (src as u64) << 4) << 8) | ((off as u16 as u64) << 16) | ((imm as u32 as u64) << 32)
+}
+
+/// The least a program can do to emit a `record_bytes` record (a multiple
+/// of 8) into the ring buffer `ring`, as tcptrace's programs emit one: read
+/// the boot clock (`bpf_ktime_get_boot_ns`), reserve, write every word of
+/// the record (the first one the timestamp, the others zero), submit
+/// without waking the reader. No parsing, filtering or counting: the floor
+/// under any record of that size.
+pub fn load_emit_floor(prog_type: u32, ring: BorrowedFd<'_>, record_bytes: u32) -> io::Result<OwnedFd> {
+    const CALL: u8 = 0x85;
+    const MOV64_IMM: u8 = 0xb7;
+    const MOV64_REG: u8 = 0xbf;
+    const LD_IMM64: u8 = 0x18;
+    const JEQ_IMM: u8 = 0x15;
+    const ST_DW: u8 = 0x7a;
+    const STX_DW: u8 = 0x7b;
+    const EXIT: u8 = 0x95;
+    const BPF_PSEUDO_MAP_FD: u8 = 1;
+    const KTIME_GET_BOOT_NS: i32 = 125;
+    const RINGBUF_RESERVE: i32 = 131;
+    const RINGBUF_SUBMIT: i32 = 132;
+    const BPF_RB_NO_WAKEUP: i32 = 1;
+    let verdict: i32 = if prog_type == BPF_PROG_TYPE_XDP { 2 } else { -1 };
+    let words = (record_bytes / 8) as usize;
+    let mut insns = vec![
+        insn(CALL, 0, 0, 0, KTIME_GET_BOOT_NS),
+        insn(MOV64_REG, 6, 0, 0, 0),
+        insn(LD_IMM64, 1, BPF_PSEUDO_MAP_FD, 0, ring.as_raw_fd()),
+        0,
+        insn(MOV64_IMM, 2, 0, 0, record_bytes as i32),
+        insn(MOV64_IMM, 3, 0, 0, 0),
+        insn(CALL, 0, 0, 0, RINGBUF_RESERVE),
+    ];
+    // if r0 == 0 skip the stores and the submit: words stores, 3 insns.
+    insns.push(insn(JEQ_IMM, 0, 0, (words + 3) as i16, 0));
+    insns.push(insn(STX_DW, 0, 6, 0, 0));
+    for w in 1..words {
+        insns.push(insn(ST_DW, 0, 0, (w * 8) as i16, 0));
+    }
+    insns.push(insn(MOV64_REG, 1, 0, 0, 0));
+    insns.push(insn(MOV64_IMM, 2, 0, 0, BPF_RB_NO_WAKEUP));
+    insns.push(insn(CALL, 0, 0, 0, RINGBUF_SUBMIT));
+    insns.push(insn(MOV64_IMM, 0, 0, 0, verdict));
+    insns.push(insn(EXIT, 0, 0, 0, 0));
+    load(prog_type, &insns, b"emit_floor")
+}
+
+fn load(prog_type: u32, insns: &[u64], name: &[u8]) -> io::Result<OwnedFd> {
     let license = b"GPL\0";
     let mut a = [0u8; 128];
     put32(&mut a, 0, prog_type);
     put32(&mut a, 4, insns.len() as u32);
     put64(&mut a, 8, insns.as_ptr() as u64);
     put64(&mut a, 16, license.as_ptr() as u64);
-    a[48..53].copy_from_slice(b"empty");
+    a[48..48 + name.len().min(15)].copy_from_slice(&name[..name.len().min(15)]);
     if prog_type == BPF_PROG_TYPE_XDP {
         put32(&mut a, 68, BPF_XDP);
     }

@@ -144,6 +144,38 @@ impl Loaded {
     }
 }
 
+/// The emit floor ([`bpf::load_emit_floor`]) for both hooks, with its own
+/// ring buffer of the size (c') uses, read between runs as (c')'s is.
+struct Floor {
+    xdp: std::os::fd::OwnedFd,
+    tc: std::os::fd::OwnedFd,
+    events: aya::maps::RingBuf<aya::maps::MapData>,
+}
+
+impl Floor {
+    fn new() -> Result<Self> {
+        let ring = bpf::ring_buffer(256 << 20).context("create the floor's ring buffer")?;
+        let size = tcptrace_common::record::RECORD_SIZE as u32;
+        let xdp =
+            bpf::load_emit_floor(bpf::BPF_PROG_TYPE_XDP, ring.as_fd(), size).context("load the XDP emit floor")?;
+        let tc =
+            bpf::load_emit_floor(bpf::BPF_PROG_TYPE_SCHED_CLS, ring.as_fd(), size).context("load the TC emit floor")?;
+        let map = aya::maps::MapData::from_fd(ring).context("the floor's ring buffer")?;
+        let events = aya::maps::RingBuf::try_from(aya::maps::Map::RingBuf(map))?;
+        Ok(Self { xdp, tc, events })
+    }
+
+    /// Empties the ring buffer; the number of records read.
+    fn drain(&mut self) -> u64 {
+        let mut n = 0;
+        while let Some(item) = self.events.next() {
+            std::hint::black_box(&*item);
+            n += 1;
+        }
+        n
+    }
+}
+
 impl Drop for Loaded {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -160,6 +192,9 @@ pub fn run(rounds: usize, repeat: u32) -> Result<(Vec<Row>, String)> {
     let mut batch = Loaded::batch()?;
     let empty_xdp = bpf::load_empty(bpf::BPF_PROG_TYPE_XDP).context("load the empty XDP program")?;
     let empty_tc = bpf::load_empty(bpf::BPF_PROG_TYPE_SCHED_CLS).context("load the empty TC program")?;
+    let mut floor = Floor::new()?;
+    let mut floor_read = 0;
+    let mut rerun = 0;
     let (untraced, traced_ack, syn) = (ack_frame(9999), ack_frame(8080), syn_frame());
     // (case, frame, which load, target ns over empty)
     #[derive(Clone, Copy, PartialEq)]
@@ -168,14 +203,16 @@ pub fn run(rounds: usize, repeat: u32) -> Result<(Vec<Row>, String)> {
         States,
         Alone,
         Batch,
+        Floor,
     }
-    let cases: [(&'static str, &[u8], Which, Option<f64>); 6] = [
+    let cases: [(&'static str, &[u8], Which, Option<f64>); 7] = [
         ("(a) port not traced", &untraced, Which::Plain, Some(5.0)),
         ("(b) traced port, flags filter it out (--no-states)", &traced_ack, Which::Plain, Some(5.0)),
         ("(b') same, state tracking on (default)", &traced_ack, Which::States, None),
         ("(c) SYN emitted, consumer draining", &syn, Which::Plain, Some(40.0)),
         ("(c') SYN emitted, ring buffer read only between runs", &syn, Which::Alone, None),
         ("(c'') SYN emitted, consumer draining, file-or-pipe wakeups", &syn, Which::Batch, None),
+        ("(f) floor of (c'): clock, reserve, 144-byte write, submit; no parse", &syn, Which::Floor, None),
     ];
     let mut rows = Vec::new();
     for (hook, xdp) in [("XDP", true), ("TC", false)] {
@@ -194,10 +231,35 @@ pub fn run(rounds: usize, repeat: u32) -> Result<(Vec<Row>, String)> {
                     Which::States => &mut states,
                     Which::Alone => &mut alone,
                     Which::Batch => &mut batch,
+                    Which::Floor => {
+                        let fd = if xdp { floor.xdp.as_fd() } else { floor.tc.as_fd() };
+                        let (rv, ns) = bpf::test_run(fd, frame, repeat)?;
+                        floor_read += floor.drain();
+                        check_verdict(xdp, rv)?;
+                        per_case[i].push(ns as f64);
+                        continue;
+                    }
                 };
-                let (rv, ns) = bpf::test_run(l.fd(xdp)?, frame, repeat)?;
-                l.drain();
-                check_verdict(xdp, rv)?;
+                // A run in which the reader fell behind (another process
+                // had its CPU) and records took the cheaper "full" path
+                // measures something else: it is run again.
+                let mut tries = 0;
+                let ns = loop {
+                    let full_before = l.tracer.counters()?.ringbuf_full;
+                    let (rv, ns) = bpf::test_run(l.fd(xdp)?, frame, repeat)?;
+                    l.drain();
+                    check_verdict(xdp, rv)?;
+                    if l.tracer.counters()?.ringbuf_full == full_before {
+                        break ns;
+                    }
+                    tries += 1;
+                    rerun += 1;
+                    if tries == 5 {
+                        bail!("the ring buffer filled in 5 runs in a row of {hook} {}", cases[i].0);
+                    }
+                    // Let the reader empty it.
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                };
                 per_case[i].push(ns as f64);
             }
         }
@@ -210,15 +272,15 @@ pub fn run(rounds: usize, repeat: u32) -> Result<(Vec<Row>, String)> {
     // Let the consumer catch up before reading its count.
     std::thread::sleep(std::time::Duration::from_millis(300));
     let note = format!(
-        "records emitted {}, ring buffer full {}, read by the consumer {}",
+        "records emitted {}, ring buffer full {} (runs measured again for it: {rerun}), read by the consumer {}",
         c.emitted,
         c.ringbuf_full,
         plain.drained.load(Ordering::Relaxed)
     );
-    let a = alone.tracer.counters()?;
-    let b = batch.tracer.counters()?;
-    if c.ringbuf_full != 0 || a.ringbuf_full != 0 || b.ringbuf_full != 0 {
-        bail!("the ring buffer filled during the kernel bench: {note}");
+    // Every run of the floor must have emitted all its records.
+    let floor_runs = 2 * rounds as u64 * repeat as u64;
+    if floor_read != floor_runs {
+        bail!("the emit floor's ring buffer gave {floor_read} records for {floor_runs} runs");
     }
     Ok((rows, note))
 }
