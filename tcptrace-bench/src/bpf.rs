@@ -101,6 +101,46 @@ pub fn load_emit_floor(prog_type: u32, ring: BorrowedFd<'_>, record_bytes: u32) 
     load(prog_type, &insns, b"emit_floor")
 }
 
+/// The least a program can do to find that a frame is TCP on a port it does
+/// not trace: direct reads of the Ethernet type, the IPv4 protocol and the
+/// destination port, assuming no VLAN tag and no IP options (no real parser
+/// may), and a compare with `port`. No counting: the floor under cases (a)
+/// and (b).
+pub fn load_skip_floor(prog_type: u32, port: u16) -> io::Result<OwnedFd> {
+    const LDX_W: u8 = 0x61;
+    const LDX_H: u8 = 0x69;
+    const LDX_B: u8 = 0x71;
+    const MOV64_REG: u8 = 0xbf;
+    const ADD64_IMM: u8 = 0x07;
+    const JGT_REG: u8 = 0x2d;
+    const JNE_IMM: u8 = 0x55;
+    const JEQ_IMM: u8 = 0x15;
+    const MOV64_IMM: u8 = 0xb7;
+    const EXIT: u8 = 0x95;
+    let xdp = prog_type == BPF_PROG_TYPE_XDP;
+    let verdict: i32 = if xdp { 2 } else { -1 };
+    // xdp_md.data/data_end, __sk_buff.data/data_end
+    let (data, data_end) = if xdp { (0, 4) } else { (76, 80) };
+    // Loads are little-endian: 0x0800 on the wire reads as 0x0008.
+    let be = |v: u16| i32::from(v.swap_bytes());
+    let insns = [
+        insn(LDX_W, 2, 1, data, 0),
+        insn(LDX_W, 3, 1, data_end, 0),
+        insn(MOV64_REG, 4, 2, 0, 0),
+        insn(ADD64_IMM, 4, 0, 0, 14 + 20 + 4),
+        insn(JGT_REG, 4, 3, 6, 0),
+        insn(LDX_H, 5, 2, 12, 0),
+        insn(JNE_IMM, 5, 0, 4, be(0x0800)),
+        insn(LDX_B, 5, 2, 14 + 9, 0),
+        insn(JNE_IMM, 5, 0, 2, 6),
+        insn(LDX_H, 5, 2, 14 + 20 + 2, 0),
+        insn(JEQ_IMM, 5, 0, 0, be(port)),
+        insn(MOV64_IMM, 0, 0, 0, verdict),
+        insn(EXIT, 0, 0, 0, 0),
+    ];
+    load(prog_type, &insns, b"skip_floor")
+}
+
 fn load(prog_type: u32, insns: &[u64], name: &[u8]) -> io::Result<OwnedFd> {
     let license = b"GPL\0";
     let mut a = [0u8; 128];

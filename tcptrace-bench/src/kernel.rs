@@ -73,10 +73,10 @@ impl Loaded {
     /// tcptrace's programs with no reader while they run: [`Loaded::drain`]
     /// empties the ring buffer between runs (a run of 1,000,000 records
     /// fits in it).
-    fn without_reader() -> Result<Self> {
+    fn without_reader(object: &[u8]) -> Result<Self> {
         let (cfg, ports) = filter(false);
         let sizes = Sizes { ring_buffer: 256 << 20, conn_table: 65536 };
-        let mut tracer = Tracer::load(tcptrace::ebpf::OBJECT, &cfg, &ports, sizes).context("load tcptrace")?;
+        let mut tracer = Tracer::load(object, &cfg, &ports, sizes).context("load tcptrace")?;
         let events = tracer.take_events()?;
         let (drained, stop) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
         Ok(Self { tracer, drained, stop, consumer: None, events: Some(events) })
@@ -95,21 +95,21 @@ impl Loaded {
     }
 
     fn new(track_states: bool) -> Result<Self> {
-        Self::with_filter(filter(track_states))
+        Self::with_filter(tcptrace::ebpf::OBJECT, filter(track_states))
     }
 
     /// As tcptrace loads its programs for output to a file or a pipe.
     fn batch() -> Result<Self> {
         let (mut cfg, ports) = filter(false);
         tcptrace::filter::set_delivery(&mut cfg, true, RING_BYTES);
-        Self::with_filter((cfg, ports))
+        Self::with_filter(tcptrace::ebpf::OBJECT, (cfg, ports))
     }
 
-    fn with_filter((cfg, ports): (FilterConfig, PortBitmap)) -> Result<Self> {
-        // tcptrace's default size: the consumer keeps up (checked at the end:
-        // no run may take the "full" path).
+    fn with_filter(object: &[u8], (cfg, ports): (FilterConfig, PortBitmap)) -> Result<Self> {
+        // tcptrace's default size: the consumer keeps up (a run in which it
+        // did not is measured again).
         let sizes = Sizes { ring_buffer: RING_BYTES, conn_table: 65536 };
-        let mut tracer = Tracer::load(tcptrace::ebpf::OBJECT, &cfg, &ports, sizes).context("load tcptrace")?;
+        let mut tracer = Tracer::load(object, &cfg, &ports, sizes).context("load tcptrace")?;
         let mut events = tracer.take_events()?;
         let drained = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
@@ -188,11 +188,13 @@ impl Drop for Loaded {
 pub fn run(rounds: usize, repeat: u32) -> Result<(Vec<Row>, String)> {
     let mut plain = Loaded::new(false)?;
     let mut states = Loaded::new(true)?;
-    let mut alone = Loaded::without_reader()?;
+    let mut alone = Loaded::without_reader(tcptrace::ebpf::OBJECT)?;
     let mut batch = Loaded::batch()?;
     let empty_xdp = bpf::load_empty(bpf::BPF_PROG_TYPE_XDP).context("load the empty XDP program")?;
     let empty_tc = bpf::load_empty(bpf::BPF_PROG_TYPE_SCHED_CLS).context("load the empty TC program")?;
     let mut floor = Floor::new()?;
+    let skip_xdp = bpf::load_skip_floor(bpf::BPF_PROG_TYPE_XDP, 8080).context("load the XDP skip floor")?;
+    let skip_tc = bpf::load_skip_floor(bpf::BPF_PROG_TYPE_SCHED_CLS, 8080).context("load the TC skip floor")?;
     let mut floor_read = 0;
     let mut rerun = 0;
     let (untraced, traced_ack, syn) = (ack_frame(9999), ack_frame(8080), syn_frame());
@@ -204,9 +206,16 @@ pub fn run(rounds: usize, repeat: u32) -> Result<(Vec<Row>, String)> {
         Alone,
         Batch,
         Floor,
+        SkipFloor,
     }
-    let cases: [(&'static str, &[u8], Which, Option<f64>); 7] = [
+    let cases: [(&'static str, &[u8], Which, Option<f64>); 8] = [
         ("(a) port not traced", &untraced, Which::Plain, Some(5.0)),
+        (
+            "(g) floor of (a): Ethernet type, IP protocol, port read and compared; nothing else",
+            &untraced,
+            Which::SkipFloor,
+            None,
+        ),
         ("(b) traced port, flags filter it out (--no-states)", &traced_ack, Which::Plain, Some(5.0)),
         ("(b') same, state tracking on (default)", &traced_ack, Which::States, None),
         ("(c) SYN emitted, consumer draining", &syn, Which::Plain, Some(40.0)),
@@ -231,6 +240,13 @@ pub fn run(rounds: usize, repeat: u32) -> Result<(Vec<Row>, String)> {
                     Which::States => &mut states,
                     Which::Alone => &mut alone,
                     Which::Batch => &mut batch,
+                    Which::SkipFloor => {
+                        let fd = if xdp { skip_xdp.as_fd() } else { skip_tc.as_fd() };
+                        let (rv, ns) = bpf::test_run(fd, frame, repeat)?;
+                        check_verdict(xdp, rv)?;
+                        per_case[i].push(ns as f64);
+                        continue;
+                    }
                     Which::Floor => {
                         let fd = if xdp { floor.xdp.as_fd() } else { floor.tc.as_fd() };
                         let (rv, ns) = bpf::test_run(fd, frame, repeat)?;
@@ -283,6 +299,50 @@ pub fn run(rounds: usize, repeat: u32) -> Result<(Vec<Row>, String)> {
         bail!("the emit floor's ring buffer gave {floor_read} records for {floor_runs} runs");
     }
     Ok((rows, note))
+}
+
+/// One line of [`ab`]: a case, both objects' medians.
+pub struct AbRow {
+    pub hook: &'static str,
+    pub case: &'static str,
+    pub a_ns: f64,
+    pub b_ns: f64,
+}
+
+/// The embedded programs (A) against those of another build's object file
+/// (B), for telling apart changes smaller than the run-to-run noise: cases
+/// (a), (b) and (c') (no reader: the least noisy emitting case), the two
+/// objects run back to back in each round, in the order ABBA then BAAB, so
+/// that drift over a round falls on both alike.
+pub fn ab(rounds: usize, repeat: u32, other: &[u8]) -> Result<Vec<AbRow>> {
+    let mut a = (Loaded::new(false)?, Loaded::without_reader(tcptrace::ebpf::OBJECT)?);
+    let mut b = (Loaded::with_filter(other, filter(false))?, Loaded::without_reader(other)?);
+    let (untraced, traced_ack, syn) = (ack_frame(9999), ack_frame(8080), syn_frame());
+    let cases: [(&'static str, &[u8], bool); 3] = [
+        ("(a) port not traced", &untraced, false),
+        ("(b) traced port, flags filter it out (--no-states)", &traced_ack, false),
+        ("(c') SYN emitted, ring buffer read only between runs", &syn, true),
+    ];
+    let mut rows = Vec::new();
+    for (hook, xdp) in [("XDP", true), ("TC", false)] {
+        for (case, frame, alone) in cases {
+            let (mut sa, mut sb) = (Vec::new(), Vec::new());
+            for round in 0..rounds {
+                let order: [bool; 4] =
+                    if round % 2 == 0 { [false, true, true, false] } else { [true, false, false, true] };
+                for is_b in order {
+                    let side = if is_b { &mut b } else { &mut a };
+                    let l = if alone { &mut side.1 } else { &mut side.0 };
+                    let (rv, ns) = bpf::test_run(l.fd(xdp)?, frame, repeat)?;
+                    l.drain();
+                    check_verdict(xdp, rv)?;
+                    if is_b { &mut sb } else { &mut sa }.push(ns as f64);
+                }
+            }
+            rows.push(AbRow { hook, case, a_ns: median(&sa), b_ns: median(&sb) });
+        }
+    }
+    Ok(rows)
 }
 
 fn check_verdict(xdp: bool, rv: u32) -> Result<()> {

@@ -4,6 +4,8 @@
 //!
 //! Usage: tcptrace-bench --tcptrace PATH [--only kernel,offline,churn,bulk,ceiling]
 //!        [--runs N] [--quick]
+//!        tcptrace-bench --ab OBJECT [--runs N]: the kernel programs built in
+//!        against another build's object (A/B of cases (a), (b), (c')).
 
 #[path = "../../tcptrace/tests/support/frames.rs"]
 mod frames;
@@ -27,10 +29,12 @@ struct Opts {
     only: Vec<String>,
     runs: usize,
     quick: bool,
+    /// Another build's kernel object, for `--ab`.
+    ab: Option<PathBuf>,
 }
 
 fn parse() -> Result<Opts> {
-    let mut o = Opts { tcptrace: PathBuf::new(), only: vec![], runs: 5, quick: false };
+    let mut o = Opts { tcptrace: PathBuf::new(), only: vec![], runs: 5, quick: false, ab: None };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -38,6 +42,7 @@ fn parse() -> Result<Opts> {
             "--only" => o.only = it.next().context("--only LIST")?.split(',').map(str::to_string).collect(),
             "--runs" => o.runs = it.next().context("--runs N")?.parse()?,
             "--quick" => o.quick = true,
+            "--ab" => o.ab = Some(it.next().context("--ab OBJECT")?.into()),
             // For profiling: write the offline bench's capture and stop.
             "--gen-pcap" => {
                 let path: PathBuf = it.next().context("--gen-pcap PATH IPV4-CLIENTS")?.into();
@@ -47,11 +52,11 @@ fn parse() -> Result<Opts> {
                 std::process::exit(0);
             }
             _ => bail!(
-                "unknown argument {a}\nusage: tcptrace-bench --tcptrace PATH [--only kernel,offline,churn,bulk,ceiling] [--runs N] [--quick]"
+                "unknown argument {a}\nusage: tcptrace-bench --tcptrace PATH [--only kernel,offline,churn,bulk,ceiling] [--runs N] [--quick]\n       tcptrace-bench --ab OBJECT [--runs N]"
             ),
         }
     }
-    if o.tcptrace.as_os_str().is_empty() {
+    if o.tcptrace.as_os_str().is_empty() && o.ab.is_none() {
         bail!("--tcptrace PATH is required");
     }
     Ok(o)
@@ -63,12 +68,29 @@ fn main() -> Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         bail!("the bench loads kernel programs and makes network namespaces: run it as root");
     }
+    if let Some(path) = &o.ab {
+        return ab(path, o.runs);
+    }
     let want = |s: &str| o.only.is_empty() || o.only.iter().any(|x| x == s);
     let dir = std::env::temp_dir().join(format!("tcptrace-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let r = run(&o, &want, &dir);
     let _ = std::fs::remove_dir_all(&dir);
     r
+}
+
+/// `--ab OBJECT`: the built-in kernel programs (A) against OBJECT's (B).
+fn ab(path: &std::path::Path, runs: usize) -> Result<()> {
+    let other = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let rounds = runs.max(3) * 2;
+    println!("A: the kernel programs built into this bench; B: {}", path.display());
+    println!("BPF_PROG_TEST_RUN, repeat 1000000, median of {rounds} rounds, each ABBA or BAAB\n");
+    println!("| hook | case | A ns | B ns | B - A ns |");
+    println!("|---|---|---:|---:|---:|");
+    for r in kernel::ab(rounds, 1_000_000, &other)? {
+        println!("| {} | {} | {:.1} | {:.1} | {:+.1} |", r.hook, r.case, r.a_ns, r.b_ns, r.b_ns - r.a_ns);
+    }
+    Ok(())
 }
 
 fn pass(ok: bool) -> &'static str {
