@@ -16,7 +16,7 @@ use std::{
 
 use anyhow::{Context as _, Result};
 
-use crate::util::{NetPair, Tracer, count_before, in_ns};
+use crate::util::{NetPair, Tracer, count_before, in_ns, sysctl};
 
 pub const PORT: u16 = 8080;
 
@@ -119,11 +119,11 @@ pub enum Who {
 }
 
 pub fn setup_pair() -> Result<NetPair> {
-    let p = NetPair::new()?;
+    let p = NetPair::new();
     // The client closes first: let it reuse ports in TIME_WAIT (after 1 s,
     // with timestamps) from a wide range.
-    NetPair::sysctl(&p.a, "net.ipv4.ip_local_port_range", "1024 65535")?;
-    NetPair::sysctl(&p.a, "net.ipv4.tcp_tw_reuse", "1")?;
+    sysctl(&p.a, "net.ipv4.ip_local_port_range", "1024 65535")?;
+    sysctl(&p.a, "net.ipv4.tcp_tw_reuse", "1")?;
     Ok(p)
 }
 

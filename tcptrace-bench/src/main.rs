@@ -9,6 +9,10 @@
 
 #[path = "../../tcptrace/tests/support/frames.rs"]
 mod frames;
+/// The tests' two namespaces joined by a veth pair (made and removed the
+/// same way; a failure to make them panics, and unwinding removes them).
+#[path = "../../tcptrace/tests/support/netns.rs"]
+mod netns;
 
 mod bpf;
 mod bulk;
@@ -219,7 +223,7 @@ fn run(o: &Opts, want: &dyn Fn(&str) -> bool, dir: &std::path::Path) -> Result<(
         let secs = if o.quick { 2 } else { 5 };
         let n = if o.quick { 1 } else { runs.clamp(1, 3) };
         println!("\n## 4. Bulk throughput, iperf3 over veth ({secs} s per run, median of {n})\n");
-        let p = util::NetPair::new()?;
+        let p = util::NetPair::new();
         let whos = [
             bulk::Who::Nothing,
             bulk::Who::Tcptrace("tc"),
@@ -247,7 +251,7 @@ fn run(o: &Opts, want: &dyn Fn(&str) -> bool, dir: &std::path::Path) -> Result<(
         let secs = if o.quick { 1.0 } else { 2.0 };
         let n = if o.quick { 1 } else { runs.clamp(1, 3) };
         println!("\n## 5. Event pipeline ceiling (tcptrace pinned to CPU 1, {secs} s per trial, {n} ladders)\n");
-        let p = util::NetPair::new()?;
+        let p = util::NetPair::new();
         let ladder = [250e3, 500e3, 750e3, 1e6, 1.25e6, 1.5e6, 2e6, 2.5e6, 3e6, 4e6];
         let mut best = Vec::new();
         for _ in 0..n {

@@ -1,15 +1,16 @@
-//! Processes with their CPU time, network namespaces, medians.
+//! Processes with their CPU time, medians, sysctls in a namespace (the
+//! namespaces themselves are the tests' `NetPair`, see `main.rs`).
 
 use std::{
     fs::File,
-    os::fd::AsRawFd,
     path::Path,
     process::{Child, Command, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, bail};
+
+pub use crate::netns::{NetPair, in_ns};
 
 pub fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
@@ -88,86 +89,13 @@ pub fn pin_to(cpu: usize) {
     }
 }
 
-static NEXT: AtomicU32 = AtomicU32::new(0);
-
-/// Two network namespaces joined by a veth pair; removed on drop. Nothing of
-/// this machine's own interfaces is touched.
-pub struct NetPair {
-    pub a: String,
-    pub b: String,
-    pub if_a: String,
-    pub if_b: String,
-    pub addr_a: String,
-    pub addr_b: String,
-}
-
-pub fn ip(args: &[&str]) -> Result<()> {
-    let out = Command::new("ip").args(args).output().context("run ip")?;
-    if !out.status.success() {
-        bail!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+/// Sets sysctl `key` to `value` in namespace `ns`.
+pub fn sysctl(ns: &str, key: &str, value: &str) -> Result<()> {
+    let st = NetPair::command(ns, "sysctl").args(["-q", "-w", &format!("{key}={value}")]).status()?;
+    if !st.success() {
+        bail!("sysctl {key}={value} in {ns} failed");
     }
     Ok(())
-}
-
-impl NetPair {
-    pub fn new() -> Result<Self> {
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let id = format!("{}b{n}", std::process::id());
-        let net = (std::process::id() as usize + n as usize) % 250 + 1;
-        let p = Self {
-            a: format!("tbA{id}"),
-            b: format!("tbB{id}"),
-            if_a: format!("tba{id}"),
-            if_b: format!("tbb{id}"),
-            addr_a: format!("10.78.{net}.1"),
-            addr_b: format!("10.78.{net}.2"),
-        };
-        ip(&["netns", "add", &p.a])?;
-        ip(&["netns", "add", &p.b])?;
-        ip(&["link", "add", &p.if_a, "netns", &p.a, "type", "veth", "peer", "name", &p.if_b, "netns", &p.b])?;
-        for (ns, ifc, v4) in [(&p.a, &p.if_a, &p.addr_a), (&p.b, &p.if_b, &p.addr_b)] {
-            ip(&["-n", ns, "addr", "add", &format!("{v4}/24"), "dev", ifc])?;
-            ip(&["-n", ns, "link", "set", ifc, "up"])?;
-            ip(&["-n", ns, "link", "set", "lo", "up"])?;
-        }
-        Ok(p)
-    }
-
-    /// `program` run inside namespace `ns`.
-    pub fn command(ns: &str, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", ns, program]);
-        c.stdin(Stdio::null());
-        c
-    }
-
-    pub fn sysctl(ns: &str, key: &str, value: &str) -> Result<()> {
-        let st = Self::command(ns, "sysctl").args(["-q", "-w", &format!("{key}={value}")]).status()?;
-        if !st.success() {
-            bail!("sysctl {key}={value} in {ns} failed");
-        }
-        Ok(())
-    }
-}
-
-impl Drop for NetPair {
-    fn drop(&mut self) {
-        for ns in [&self.a, &self.b] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-/// Runs `f` on a thread whose network namespace is `ns`.
-pub fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<T> {
-    let path = format!("/var/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        // SAFETY: setns on a valid namespace fd; it changes only this thread.
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
-        f()
-    })
 }
 
 /// A tracer (tcptrace or tcpdump) running in the background, its standard
