@@ -311,28 +311,37 @@ pub struct AbRow {
 
 /// The embedded programs (A) against those of another build's object file
 /// (B), for telling apart changes smaller than the run-to-run noise: cases
-/// (a), (b) and (c') (no reader: the least noisy emitting case), the two
+/// (a), (b), (b') and (c') (no reader: the least noisy emitting case), the two
 /// objects run back to back in each round, in the order ABBA then BAAB, so
 /// that drift over a round falls on both alike.
 pub fn ab(rounds: usize, repeat: u32, other: &[u8]) -> Result<Vec<AbRow>> {
-    let mut a = (Loaded::new(false)?, Loaded::without_reader(tcptrace::ebpf::OBJECT)?);
-    let mut b = (Loaded::with_filter(other, filter(false))?, Loaded::without_reader(other)?);
+    let mut a = [
+        Loaded::new(false)?,
+        Loaded::with_filter(tcptrace::ebpf::OBJECT, filter(true))?,
+        Loaded::without_reader(tcptrace::ebpf::OBJECT)?,
+    ];
+    let mut b = [
+        Loaded::with_filter(other, filter(false))?,
+        Loaded::with_filter(other, filter(true))?,
+        Loaded::without_reader(other)?,
+    ];
     let (untraced, traced_ack, syn) = (ack_frame(9999), ack_frame(8080), syn_frame());
-    let cases: [(&'static str, &[u8], bool); 3] = [
-        ("(a) port not traced", &untraced, false),
-        ("(b) traced port, flags filter it out (--no-states)", &traced_ack, false),
-        ("(c') SYN emitted, ring buffer read only between runs", &syn, true),
+    // (case, frame, which load: 0 plain, 1 states, 2 no reader)
+    let cases: [(&'static str, &[u8], usize); 4] = [
+        ("(a) port not traced", &untraced, 0),
+        ("(b) traced port, flags filter it out (--no-states)", &traced_ack, 0),
+        ("(b') same, state tracking on (default)", &traced_ack, 1),
+        ("(c') SYN emitted, ring buffer read only between runs", &syn, 2),
     ];
     let mut rows = Vec::new();
     for (hook, xdp) in [("XDP", true), ("TC", false)] {
-        for (case, frame, alone) in cases {
+        for (case, frame, which) in cases {
             let (mut sa, mut sb) = (Vec::new(), Vec::new());
             for round in 0..rounds {
                 let order: [bool; 4] =
                     if round % 2 == 0 { [false, true, true, false] } else { [true, false, false, true] };
                 for is_b in order {
-                    let side = if is_b { &mut b } else { &mut a };
-                    let l = if alone { &mut side.1 } else { &mut side.0 };
+                    let l = if is_b { &mut b[which] } else { &mut a[which] };
                     let (rv, ns) = bpf::test_run(l.fd(xdp)?, frame, repeat)?;
                     l.drain();
                     check_verdict(xdp, rv)?;

@@ -5,7 +5,7 @@
 //! Usage: tcptrace-bench --tcptrace PATH [--only kernel,offline,churn,bulk,ceiling]
 //!        [--runs N] [--quick]
 //!        tcptrace-bench --ab OBJECT [--runs N]: the kernel programs built in
-//!        against another build's object (A/B of cases (a), (b), (c')).
+//!        against another build's object (A/B of cases (a), (b), (b'), (c')).
 
 #[path = "../../tcptrace/tests/support/frames.rs"]
 mod frames;
