@@ -255,9 +255,10 @@ unsafe fn copy_bytes<const N: usize>(p: usize, out: *mut u8) {
 /// only ranges the parse already found in the linear area: the IP header,
 /// and the TCP header's first 20 bytes), and so are the options when they
 /// are in the linear area (a helper call cost an emitted record 11–25 ns
-/// more, kernel bench `--ab`); other options and the connection tracking
-/// through the frame `back` makes (helpers, which read any part of the
-/// frame).
+/// more, kernel bench `--ab`); other options through the frame `back`
+/// makes (helpers, which read any part of the frame), and the connection
+/// tracking and the address check through their global functions, which
+/// get only the context and make their own frame.
 struct Direct<'a, L: Fn() -> u32, B, BF: Fn() -> B> {
     linear: &'a LinearFrame<L>,
     back: BF,
@@ -728,8 +729,7 @@ fn track<F: Frame>(frame: &F, h: &Headers) -> bool {
 #[xdp]
 pub fn tcptrace_xdp(ctx: XdpContext) -> u32 {
     let xdp = ctx.ctx;
-    let (data, data_end) = (ctx.data(), ctx.data_end());
-    let linear = LinearFrame::new(data, data_end, || data_end.wrapping_sub(data) as u32);
+    let linear = LinearFrame::new(ctx.data(), ctx.data_end(), || xdp_len(xdp));
     if done_on_fast_path(&linear) {
         return xdp_action::XDP_PASS;
     }
