@@ -85,12 +85,7 @@ impl Loaded {
     /// Reads what waits in the ring buffer (without a consumer thread).
     fn drain(&mut self) {
         if let Some(ev) = self.events.as_mut() {
-            let mut n = 0;
-            while let Some(item) = ev.next() {
-                std::hint::black_box(&*item);
-                n += 1;
-            }
-            self.drained.fetch_add(n, Ordering::Relaxed);
+            self.drained.fetch_add(read_all(ev), Ordering::Relaxed);
         }
     }
 
@@ -122,12 +117,7 @@ impl Loaded {
                 let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
                 // SAFETY: one valid pollfd.
                 unsafe { libc::poll(&mut p, 1, 20) };
-                let mut n = 0;
-                while let Some(item) = events.next() {
-                    std::hint::black_box(&*item);
-                    n += 1;
-                }
-                d.fetch_add(n, Ordering::Relaxed);
+                d.fetch_add(read_all(&mut events), Ordering::Relaxed);
             }
         });
         Ok(Self { tracer, drained, stop, consumer: Some(consumer), events: None })
@@ -167,13 +157,19 @@ impl Floor {
 
     /// Empties the ring buffer; the number of records read.
     fn drain(&mut self) -> u64 {
-        let mut n = 0;
-        while let Some(item) = self.events.next() {
-            std::hint::black_box(&*item);
-            n += 1;
-        }
-        n
+        read_all(&mut self.events)
     }
+}
+
+/// Reads every record waiting in `events`, as tcptrace does (each one
+/// touched); how many there were.
+fn read_all(events: &mut aya::maps::RingBuf<aya::maps::MapData>) -> u64 {
+    let mut n = 0;
+    while let Some(item) = events.next() {
+        std::hint::black_box(&*item);
+        n += 1;
+    }
+    n
 }
 
 impl Drop for Loaded {
@@ -240,17 +236,17 @@ pub fn run(rounds: usize, repeat: u32) -> Result<(Vec<Row>, String)> {
                     Which::States => &mut states,
                     Which::Alone => &mut alone,
                     Which::Batch => &mut batch,
-                    Which::SkipFloor => {
-                        let fd = if xdp { skip_xdp.as_fd() } else { skip_tc.as_fd() };
+                    Which::SkipFloor | Which::Floor => {
+                        let fd = match (st, xdp) {
+                            (Which::SkipFloor, true) => skip_xdp.as_fd(),
+                            (Which::SkipFloor, false) => skip_tc.as_fd(),
+                            (_, true) => floor.xdp.as_fd(),
+                            (_, false) => floor.tc.as_fd(),
+                        };
                         let (rv, ns) = bpf::test_run(fd, frame, repeat)?;
-                        check_verdict(xdp, rv)?;
-                        per_case[i].push(ns as f64);
-                        continue;
-                    }
-                    Which::Floor => {
-                        let fd = if xdp { floor.xdp.as_fd() } else { floor.tc.as_fd() };
-                        let (rv, ns) = bpf::test_run(fd, frame, repeat)?;
-                        floor_read += floor.drain();
+                        if *st == Which::Floor {
+                            floor_read += floor.drain();
+                        }
                         check_verdict(xdp, rv)?;
                         per_case[i].push(ns as f64);
                         continue;
