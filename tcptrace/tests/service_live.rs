@@ -8,13 +8,13 @@ mod support;
 
 use std::{
     io::{Read, Write},
-    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
+    net::{SocketAddr, TcpListener, TcpStream},
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use support::{
-    netns::{NetPair, in_ns, is_root},
+    netns::{NetPair, exchanges, in_ns, is_root, listen},
     proc::Proc,
 };
 
@@ -23,33 +23,10 @@ fn tcptrace(ns: &str) -> Command {
 }
 
 /// `n` connections from namespace a to a server in b: request, reply,
-/// client closes first.
+/// client closes first. Returns the server's port.
 fn connections(pair: &NetPair, n: usize) -> u16 {
-    let addr = format!("{}:0", pair.addr_b);
-    let listener = in_ns(&pair.b, move || TcpListener::bind(addr).unwrap()).join().unwrap();
-    let to = listener.local_addr().unwrap();
-    let server = std::thread::spawn(move || {
-        for _ in 0..n {
-            let (mut s, _) = listener.accept().unwrap();
-            let mut buf = [0u8; 5];
-            s.read_exact(&mut buf).unwrap();
-            s.write_all(b"world!").unwrap();
-            let mut rest = Vec::new();
-            s.read_to_end(&mut rest).unwrap();
-        }
-    });
-    in_ns(&pair.a, move || {
-        for _ in 0..n {
-            let mut c = TcpStream::connect(to).unwrap();
-            c.write_all(b"hello").unwrap();
-            let mut buf = [0u8; 6];
-            c.read_exact(&mut buf).unwrap();
-            c.shutdown(Shutdown::Both).unwrap();
-        }
-    })
-    .join()
-    .unwrap();
-    server.join().unwrap();
+    let (listener, to) = listen(pair, format!("{}:0", pair.addr_b));
+    exchanges(pair, listener, to, n);
     to.port()
 }
 

@@ -114,20 +114,30 @@ pub fn listen(pair: &NetPair, addr: String) -> (TcpListener, SocketAddr) {
 /// A client in namespace a talks to a server in namespace b: request, reply,
 /// then the client closes first.
 pub fn exchange(pair: &NetPair, listener: TcpListener, to: SocketAddr) {
+    exchanges(pair, listener, to, 1);
+}
+
+/// [`exchange`] `n` times in a row, each on a connection of its own; then
+/// 50 ms for the last close to finish.
+pub fn exchanges(pair: &NetPair, listener: TcpListener, to: SocketAddr, n: usize) {
     let server = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        let mut buf = [0u8; 5];
-        s.read_exact(&mut buf).unwrap();
-        s.write_all(b"world!").unwrap();
-        let mut rest = Vec::new();
-        s.read_to_end(&mut rest).unwrap();
+        for _ in 0..n {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 5];
+            s.read_exact(&mut buf).unwrap();
+            s.write_all(b"world!").unwrap();
+            let mut rest = Vec::new();
+            s.read_to_end(&mut rest).unwrap();
+        }
     });
     in_ns(&pair.a, move || {
-        let mut c = TcpStream::connect(to).unwrap();
-        c.write_all(b"hello").unwrap();
-        let mut buf = [0u8; 6];
-        c.read_exact(&mut buf).unwrap();
-        c.shutdown(Shutdown::Both).unwrap();
+        for _ in 0..n {
+            let mut c = TcpStream::connect(to).unwrap();
+            c.write_all(b"hello").unwrap();
+            let mut buf = [0u8; 6];
+            c.read_exact(&mut buf).unwrap();
+            c.shutdown(Shutdown::Both).unwrap();
+        }
         std::thread::sleep(Duration::from_millis(50));
     })
     .join()
