@@ -23,7 +23,7 @@ use std::{
 };
 
 use aya::programs::{SchedClassifier, tc::TcAttachType};
-use support::netns::{NetPair, in_ns, is_root};
+use support::netns::{NetPair, in_ns, is_root, listen};
 
 /// How long loading may take (the verifier is slow on a busy machine).
 const START: Duration = Duration::from_secs(180);
@@ -154,13 +154,6 @@ fn assert_nothing_attached(ns: &str, iface: &str, why: &str) {
     }
 }
 
-fn listen(pair: &NetPair) -> (TcpListener, SocketAddr) {
-    let addr = format!("{}:0", pair.addr_b);
-    let l = in_ns(&pair.b, move || TcpListener::bind(addr).unwrap()).join().unwrap();
-    let a = l.local_addr().unwrap();
-    (l, a)
-}
-
 /// One connection from namespace a to `to`, closed at once.
 fn connect_once(pair: &NetPair, to: SocketAddr) {
     in_ns(&pair.a, move || drop(TcpStream::connect_timeout(&to, Duration::from_secs(5)).unwrap())).join().unwrap();
@@ -208,7 +201,7 @@ fn signals_detach_everything() {
 fn two_tracers_on_one_interface() {
     assert!(is_root(), "run as root (cargo xtask test does)");
     let pair = NetPair::new();
-    let (l, to) = listen(&pair);
+    let (l, to) = listen(&pair, format!("{}:0", pair.addr_b));
     serve(l);
     let port = to.port().to_string();
     // TC (tcx): both attach and both see the traffic.
@@ -265,7 +258,7 @@ fn two_tracers_on_one_interface() {
 fn interface_deleted_while_tracing() {
     assert!(is_root(), "run as root (cargo xtask test does)");
     let pair = NetPair::new();
-    let (l, to) = listen(&pair);
+    let (l, to) = listen(&pair, format!("{}:0", pair.addr_b));
     serve(l);
     for attach in ["tc", "xdp"] {
         // A fresh veth pair each round (the first round deletes it).
@@ -334,7 +327,7 @@ fn overload_loses_records_not_traffic() {
         let ok = NetPair::command(&pair.a, "sysctl").args(["-qw", &format!("{k}={v}")]).status().unwrap();
         assert!(ok.success());
     }
-    let (l, to) = listen(&pair);
+    let (l, to) = listen(&pair, format!("{}:0", pair.addr_b));
     serve(l);
     let port = to.port().to_string();
     for buffer in ["4096", "16384"] {

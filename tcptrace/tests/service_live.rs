@@ -345,8 +345,7 @@ fn any_follows_interfaces_that_come_and_go() {
     ip(&["-n", &pair.b, "link", "set", new_b, "up"]);
     ip(&["-n", &pair.a, "link", "set", new_a, "up"]);
     tt.wait_err(&format!("{new_a} came up: listening on {new_a} (TC ingress"), Duration::from_secs(10));
-    let listener = in_ns(&pair.b, || TcpListener::bind("10.250.0.2:0").unwrap()).join().unwrap();
-    let to = listener.local_addr().unwrap();
+    let (listener, to) = listen(&pair, "10.250.0.2:0".into());
     let port = in_ns(&pair.a, move || TcpStream::connect(to).unwrap().local_addr().unwrap().port()).join().unwrap();
     drop(listener);
     ip(&["-n", &pair.a, "link", "del", new_a]);

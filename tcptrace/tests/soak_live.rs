@@ -11,7 +11,7 @@ mod support;
 
 use std::{
     io::Read,
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     process::Stdio,
     sync::{
         Arc,
@@ -20,7 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use support::netns::{NetPair, in_ns, is_root};
+use support::netns::{NetPair, in_ns, is_root, listen};
 
 /// The documented bound on tcptrace's resident memory with the default
 /// table sizes (65,536 connections in the kernel and in userspace).
@@ -50,9 +50,8 @@ fn memory_levels_off_over_300k_connections() {
     let stop = Arc::new(AtomicBool::new(false));
     let mut servers = Vec::new();
     for _ in 0..PORTS {
-        let a = format!("{}:0", pair.addr_b);
-        let l = in_ns(&pair.b, move || TcpListener::bind(a).unwrap()).join().unwrap();
-        addrs.push(l.local_addr().unwrap());
+        let (l, a) = listen(&pair, format!("{}:0", pair.addr_b));
+        addrs.push(a);
         let l = Arc::new(l);
         for _ in 0..2 {
             let (l, stop) = (Arc::clone(&l), Arc::clone(&stop));
