@@ -772,17 +772,15 @@ impl ConnTracker {
         let has = |bit: u16| f & bit != 0;
         let n_before = out.len();
         let mut changed = false;
-        let (ep_from, ep_to) = (c.s[from].ep, c.s[to].ep);
 
         if c.ended.is_some() {
             // Ended: only an RST (closing TIME_WAIT) or a new SYN matter.
             if has(flags::RST) {
                 for i in [from, to] {
                     if c.s[i].state == TcpState::TimeWait {
-                        c.s[i].state = TcpState::Closed;
                         c.s[i].tw_deadline = None;
                         let cause = if i == from { Cause::SentRst } else { Cause::GotRst };
-                        out.push(transition(ts, c.s[i].ep, c.s[i ^ 1].ep, TcpState::TimeWait, TcpState::Closed, cause));
+                        set(c, i, TcpState::Closed, cause, ts, opts, out);
                     }
                 }
                 if out.len() != n_before {
@@ -797,15 +795,7 @@ impl ConnTracker {
                 }
                 for i in [from, to] {
                     if c.s[i].state == TcpState::TimeWait {
-                        c.s[i].state = TcpState::Closed;
-                        out.push(transition(
-                            ts,
-                            c.s[i].ep,
-                            c.s[i ^ 1].ep,
-                            TcpState::TimeWait,
-                            TcpState::Closed,
-                            Cause::Reused,
-                        ));
+                        set(c, i, TcpState::Closed, Cause::Reused, ts, opts, out);
                     }
                 }
                 return Restart::Reuse;
@@ -825,12 +815,8 @@ impl ConnTracker {
                 c.s[to].rst_acked = Some(seg.ack);
             }
             for i in [from, to] {
-                let old = c.s[i].state;
-                if old != TcpState::Closed {
-                    c.s[i].state = TcpState::Closed;
-                    let cause = if i == from { Cause::SentRst } else { Cause::GotRst };
-                    out.push(transition(ts, c.s[i].ep, c.s[i ^ 1].ep, old, TcpState::Closed, cause));
-                }
+                let cause = if i == from { Cause::SentRst } else { Cause::GotRst };
+                set(c, i, TcpState::Closed, cause, ts, opts, out);
             }
             let a = c.client.unwrap_or(c.first_from);
             let by = if from == a { Who::A } else { Who::B };
@@ -842,12 +828,10 @@ impl ConnTracker {
 
         if has(flags::SYN) {
             if !has(flags::ACK) {
-                let s = &mut c.s[from];
-                match (s.state, s.isn) {
+                match (c.s[from].state, c.s[from].isn) {
                     (TcpState::Closed, _) => {
-                        s.isn = Some(seg.seq);
-                        s.state = TcpState::SynSent;
-                        out.push(transition(ts, s.ep, ep_to, TcpState::Closed, TcpState::SynSent, Cause::SentSyn));
+                        c.s[from].isn = Some(seg.seq);
+                        set(c, from, TcpState::SynSent, Cause::SentSyn, ts, opts, out);
                         c.client.get_or_insert(from);
                         if c.client == Some(from) {
                             c.syn_ts = Some(ts);
@@ -868,41 +852,16 @@ impl ConnTracker {
                     _ => return Restart::Reuse,
                 }
             } else {
-                let s = &mut c.s[from];
-                match (s.state, s.isn) {
+                match (c.s[from].state, c.s[from].isn) {
                     (TcpState::Closed, _) => {
-                        s.isn = Some(seg.seq);
-                        s.state = TcpState::SynReceived;
-                        out.push(transition(
-                            ts,
-                            s.ep,
-                            ep_to,
-                            TcpState::Closed,
-                            TcpState::SynReceived,
-                            Cause::SentSynAck,
-                        ));
+                        c.s[from].isn = Some(seg.seq);
+                        set(c, from, TcpState::SynReceived, Cause::SentSynAck, ts, opts, out);
                     }
                     (TcpState::SynSent, Some(isn)) if isn == seg.seq => {
                         // Simultaneous open: it got the peer's SYN.
-                        s.state = TcpState::SynReceived;
-                        out.push(transition(
-                            ts,
-                            s.ep,
-                            ep_to,
-                            TcpState::SynSent,
-                            TcpState::SynReceived,
-                            Cause::SentSynAck,
-                        ));
-                        if s.syn_acked {
-                            s.state = TcpState::Established;
-                            out.push(transition(
-                                ts,
-                                s.ep,
-                                ep_to,
-                                TcpState::SynReceived,
-                                TcpState::Established,
-                                Cause::GotAckOfSyn,
-                            ));
+                        set(c, from, TcpState::SynReceived, Cause::SentSynAck, ts, opts, out);
+                        if c.s[from].syn_acked {
+                            set(c, from, TcpState::Established, Cause::GotAckOfSyn, ts, opts, out);
                         }
                     }
                     (_, Some(isn)) if isn == seg.seq => changed = true,
@@ -910,23 +869,12 @@ impl ConnTracker {
                 }
                 c.synack = Some((from, seg.seq.wrapping_add(1)));
                 // Its ACK part: the peer's SYN is acknowledged.
-                let p = &mut c.s[to];
-                if let Some(isn) = p.isn
+                if let Some(isn) = c.s[to].isn
                     && seg.ack == isn.wrapping_add(1)
                 {
-                    match p.state {
-                        TcpState::SynReceived => {
-                            p.state = TcpState::Established;
-                            out.push(transition(
-                                ts,
-                                p.ep,
-                                ep_from,
-                                TcpState::SynReceived,
-                                TcpState::Established,
-                                Cause::GotAckOfSyn,
-                            ));
-                        }
-                        TcpState::SynSent => p.syn_acked = true,
+                    match c.s[to].state {
+                        TcpState::SynReceived => set(c, to, TcpState::Established, Cause::GotAckOfSyn, ts, opts, out),
+                        TcpState::SynSent => c.s[to].syn_acked = true,
                         _ => {}
                     }
                 }
