@@ -468,25 +468,13 @@ impl ConnTracker {
             if c.ended.is_some() {
                 let mut any_tw = false;
                 for i in 0..2 {
-                    let peer = c.s[i ^ 1].ep;
-                    let s = &mut c.s[i];
-                    if s.state != TcpState::TimeWait {
+                    if c.s[i].state != TcpState::TimeWait {
                         continue;
                     }
-                    match s.tw_deadline {
+                    match c.s[i].tw_deadline {
                         Some(d) if d <= due => {
-                            s.state = TcpState::Closed;
-                            s.tw_deadline = None;
-                            out.push(StateEvent {
-                                ts_ns: d,
-                                kind: EventKind::Transition(Transition {
-                                    endpoint: s.ep,
-                                    peer,
-                                    from: TcpState::TimeWait,
-                                    to: TcpState::Closed,
-                                    cause: Cause::TimeWaitExpired,
-                                }),
-                            });
+                            c.s[i].tw_deadline = None;
+                            set(c, i, TcpState::Closed, Cause::TimeWaitExpired, d, self.opts, out);
                         }
                         _ => any_tw = true,
                     }
