@@ -581,17 +581,8 @@ impl ConnTracker {
             if seg.flags & flags::ACK != 0 {
                 // A SYN-ACK first: its receiver's SYN went by unseen.
                 c.client = Some(to);
-                let s = &mut c.s[to];
-                s.isn = Some(seg.ack.wrapping_sub(1));
-                s.state = TcpState::SynSent;
-                out.push(transition(
-                    ts,
-                    s.ep,
-                    key_peer(&c, to),
-                    TcpState::Closed,
-                    TcpState::SynSent,
-                    Cause::SynInferred,
-                ));
+                c.s[to].isn = Some(seg.ack.wrapping_sub(1));
+                set(&mut c, to, TcpState::SynSent, Cause::SynInferred, ts, self.opts, out);
             } else {
                 c.client = Some(from);
             }
@@ -956,10 +947,6 @@ struct Seg {
     seq: u32,
     ack: u32,
     payload: u32,
-}
-
-fn key_peer(c: &Conn, i: usize) -> Endpoint {
-    c.s[i ^ 1].ep
 }
 
 fn transition(ts: i64, endpoint: Endpoint, peer: Endpoint, from: TcpState, to: TcpState, cause: Cause) -> StateEvent {
