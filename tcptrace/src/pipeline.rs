@@ -184,15 +184,17 @@ impl<W: Write> Pipeline<W> {
         if self.stopped {
             return Ok(Flow::Stop);
         }
+        let before = self.requests.len();
         if show {
-            let before = self.requests.len();
             self.requests.extend(self.fmt.unresolved(rec));
             // Both addresses may be the same one.
             if self.requests.len() == before + 2 && self.requests[before] == self.requests[before + 1] {
                 self.requests.pop();
             }
         }
-        if self.queue.is_empty() && (!show || self.fmt.unresolved(rec).next().is_none()) {
+        // Whether it waits for a name: it just asked for one.
+        let waits = self.requests.len() != before;
+        if self.queue.is_empty() && !waits {
             // Nothing waits before it and it waits for nothing: no queueing.
             self.emit(ts, ns, link, rec, show)?;
             return Ok(if self.stopped { Flow::Stop } else { Flow::Go });
