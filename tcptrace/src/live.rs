@@ -76,8 +76,6 @@ fn look_again_after(wake_every_ns: u64) -> std::time::Duration {
     std::time::Duration::from_nanos(wake_every_ns).max(std::time::Duration::from_millis(20))
 }
 
-/// Hands every record in the ring buffer to the pipeline; also says how many
-/// there were.
 /// Most records read in one go: a ring buffer refilled as fast as it is read
 /// must not keep signals, ticks and statistics from their turn.
 const MAX_PER_DRAIN: usize = 16_384;
