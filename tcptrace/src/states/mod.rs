@@ -63,11 +63,7 @@
 mod tests;
 mod text;
 
-use std::{
-    cmp::Reverse,
-    collections::{BinaryHeap, HashMap},
-    hash::BuildHasherDefault,
-};
+use std::{cmp::Reverse, collections::BinaryHeap, hash::Hasher};
 
 // Addresses and ports: SipHash's flooding resistance buys nothing, and it
 // showed in the churn profile.
@@ -280,6 +276,17 @@ pub struct StateEvent {
 /// The two endpoints, smaller first.
 type Key = (Endpoint, Endpoint);
 
+fn key_hash(k: &Key) -> u64 {
+    let mut h = FastHasher::default();
+    for e in [&k.0, &k.1] {
+        let (lo, hi) = e.addr.split_at(8);
+        h.write_u64(u64::from_le_bytes(lo.try_into().unwrap()));
+        h.write_u64(u64::from_le_bytes(hi.try_into().unwrap()));
+        h.write_u64(((e.port as u64) << 8) | e.family as u64);
+    }
+    h.finish()
+}
+
 /// `a >= b` in sequence space.
 fn seq_ge(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) >= 0
@@ -364,6 +371,12 @@ struct Conn {
     deadline: Option<i64>,
 }
 
+impl Conn {
+    fn key(&self) -> Key {
+        (self.s[0].ep, self.s[1].ep)
+    }
+}
+
 /// What a segment does to an entry that has to go first.
 enum Restart {
     No,
@@ -382,6 +395,8 @@ const NO_DEADLINE: i64 = i64::MIN;
 /// list.
 struct Slot {
     conn: Conn,
+    /// [`key_hash`] of its key.
+    hash: u64,
     live: bool,
     prev: u32,
     next: u32,
@@ -389,21 +404,30 @@ struct Slot {
 
 /// The tracker: feed it records in time order with [`ConnTracker::observe`].
 ///
-/// Connections live in a slab found through one hash lookup per record; the
+/// Connections live in a slab found through one hash lookup per record (the
+/// table holds only slab indexes: the keys are in the slab, which a lookup
+/// reads anyway, and a table of keys was two cache misses per new
+/// connection under churn); the
 /// least-recently-active order is a list through the slab (moving a
-/// connection to its end is O(1)), and deadlines are a min-heap whose stale
-/// entries (a deadline changed, a connection gone) are skipped when they come
-/// up and swept when they outnumber the live ones.
+/// connection to its end is O(1)), and deadlines are a min-heap. A
+/// connection has at most one live entry there, never later than its
+/// deadline: a deadline that moves later (each segment of an opening
+/// connection moves its staleness deadline) is pushed again only when its
+/// entry comes up; one that moves earlier is pushed at once, and the entry
+/// it replaces goes stale. Stale entries (an earlier deadline pushed, a
+/// connection gone) are skipped when they come up and swept when they
+/// outnumber the live ones.
 pub struct ConnTracker {
     opts: StateOptions,
-    index: HashMap<Key, u32, BuildHasherDefault<FastHasher>>,
+    index: hashbrown::HashTable<u32>,
     slots: Vec<Slot>,
     free: Vec<u32>,
     /// Least and most recently active connection.
     head: u32,
     tail: u32,
-    /// (deadline, key, slot, serial): the key orders equal deadlines.
-    deadlines: BinaryHeap<Reverse<(i64, Key, u32, u64)>>,
+    /// (deadline, serial, slot): the serial (creation order) orders equal
+    /// deadlines.
+    deadlines: BinaryHeap<Reverse<(i64, u64, u32)>>,
     /// Per slot: (serial, deadline) of its one live heap entry (serial 0: a
     /// free slot; `NO_DEADLINE`: none). Checking an entry reads this small
     /// array, not the connection (a cache miss each in a sweep).
@@ -416,15 +440,20 @@ pub struct ConnTracker {
 
 impl ConnTracker {
     pub fn new(opts: StateOptions) -> Self {
+        let max_conns = opts.max_conns.max(1);
+        // Room for the default table from the start: growing it by doubling
+        // copied and page-faulted the slab several times over while it
+        // filled (only the pages used are ever touched).
+        let room = max_conns.min(StateOptions::default().max_conns);
         Self {
-            opts: StateOptions { max_conns: opts.max_conns.max(1), ..opts },
-            index: HashMap::default(),
-            slots: Vec::new(),
+            opts: StateOptions { max_conns, ..opts },
+            index: hashbrown::HashTable::with_capacity(room),
+            slots: Vec::with_capacity(room),
             free: Vec::new(),
             head: NIL,
             tail: NIL,
             deadlines: BinaryHeap::new(),
-            due: Vec::new(),
+            due: Vec::with_capacity(room),
             serial: 0,
             evictions: 0,
             recent: Default::default(),
@@ -453,7 +482,7 @@ impl ConnTracker {
 
     /// Expires what is due at `now` (`TIME_WAIT`, stale connections).
     pub fn tick(&mut self, now: i64, out: &mut Vec<StateEvent>) {
-        while let Some(&Reverse((due, _, slot, serial))) = self.deadlines.peek() {
+        while let Some(&Reverse((due, serial, slot))) = self.deadlines.peek() {
             if due > now {
                 break;
             }
@@ -464,7 +493,16 @@ impl ConnTracker {
             }
             self.due[idx].1 = NO_DEADLINE;
             let c = &mut self.slots[idx].conn;
-            c.deadline = None;
+            match c.deadline {
+                None => continue,
+                Some(d) if d > due => {
+                    // It moved later since this entry was pushed.
+                    self.due[idx].1 = d;
+                    self.deadlines.push(Reverse((d, serial, slot)));
+                    continue;
+                }
+                Some(_) => c.deadline = None,
+            }
             if c.ended.is_some() {
                 let mut any_tw = false;
                 for i in 0..2 {
@@ -528,7 +566,8 @@ impl ConnTracker {
         };
         let ctl = seg.flags & (flags::SYN | flags::FIN | flags::RST) != 0;
         let found = self.recent.get(&key).or_else(|| {
-            let slot = self.index.get(&key).copied();
+            let slots = &self.slots;
+            let slot = self.index.find(key_hash(&key), |&i| slots[i as usize].conn.key() == key).copied();
             if let Some(slot) = slot {
                 self.recent.put(key, slot);
             }
@@ -591,7 +630,8 @@ impl ConnTracker {
             c.s[0].state = TcpState::Established;
             c.s[1].state = TcpState::Established;
         }
-        let slot = Slot { conn: c, live: true, prev: NIL, next: NIL };
+        let hash = key_hash(&key);
+        let slot = Slot { conn: c, hash, live: true, prev: NIL, next: NIL };
         let idx = match self.free.pop() {
             Some(i) => {
                 self.slots[i as usize] = slot;
@@ -605,7 +645,8 @@ impl ConnTracker {
             }
         };
         self.link_last(idx);
-        self.index.insert(key, idx as u32);
+        let slots = &self.slots;
+        self.index.insert_unique(hash, idx as u32, |&i| slots[i as usize].hash);
         self.recent.put(key, idx as u32);
         idx
     }
@@ -641,8 +682,9 @@ impl ConnTracker {
         self.unlink(idx);
         let c = &mut self.slots[idx];
         c.live = false;
-        let key = (c.conn.s[0].ep, c.conn.s[1].ep);
-        self.index.remove(&key);
+        if let Ok(entry) = self.index.find_entry(c.hash, |&i| i == idx as u32) {
+            entry.remove();
+        }
         self.recent.forget(|&slot| slot == idx as u32);
         self.free.push(idx as u32);
         self.due[idx] = (0, NO_DEADLINE);
@@ -656,7 +698,7 @@ impl ConnTracker {
     fn sweep(&mut self) {
         if self.deadlines.len() > 2 * self.index.len() + 1024 {
             let live = &self.due;
-            self.deadlines.retain(|Reverse((due, _, slot, serial))| live[*slot as usize] == (*serial, *due));
+            self.deadlines.retain(|Reverse((due, serial, slot))| live[*slot as usize] == (*serial, *due));
         }
     }
 
@@ -682,14 +724,15 @@ impl ConnTracker {
         } else {
             None
         };
-        if want != c.deadline {
-            c.deadline = want;
-            self.due[idx].1 = want.unwrap_or(NO_DEADLINE);
-            if let Some(d) = want {
-                let key = (c.s[0].ep, c.s[1].ep);
-                self.deadlines.push(Reverse((d, key, idx as u32, c.serial)));
-                self.sweep();
-            }
+        c.deadline = want;
+        // A live entry no later than `want` is enough (see `ConnTracker`).
+        let queued = self.due[idx].1;
+        if let Some(d) = want
+            && (queued == NO_DEADLINE || d < queued)
+        {
+            self.due[idx].1 = d;
+            self.deadlines.push(Reverse((d, c.serial, idx as u32)));
+            self.sweep();
         }
     }
 

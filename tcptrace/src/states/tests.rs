@@ -513,6 +513,21 @@ fn stale_handshake_times_out() {
     assert_eq!(sm[0].outcome, Outcome::Timeout);
     assert_eq!(ev.last().unwrap().ts_ns, 11_000 * MS);
     assert!(lines(&ev).last().unwrap().contains(": timeout in SYN_SENT/CLOSED,"));
+    // The retransmission moved the deadline from 10 s to 11 s: nothing at
+    // 10.5 s, even though the tracker was first told 10 s.
+    let ev = run_opts(opts, &[c(SYN, 1, 0, 0, 0), c(SYN, 1, 0, 0, 1000)], Some(10_500));
+    assert!(summaries(&ev).is_empty());
+    // A deadline that moves earlier (the connection ends: TIME_WAIT's 60 s
+    // after 5 s, before the 300 s of staleness) is kept too.
+    let opts = StateOptions { stale_ns: 300_000 * MS, time_wait_ns: 60_000 * MS, ..StateOptions::default() };
+    let mut script = handshake();
+    script.extend([c(FIN | ACK, 1001, 5001, 0, 5000), s(FIN | ACK, 5001, 1002, 0, 5001), c(ACK, 1002, 5002, 0, 5002)]);
+    let ev = run_opts(opts, &script, Some(65_002));
+    assert_eq!(
+        lines(&ev).last().unwrap(),
+        "STATE 10.0.0.1.40000 TIME_WAIT -> CLOSED (TIME_WAIT expired, peer 10.0.0.2.80)"
+    );
+    assert_eq!(ev.last().unwrap().ts_ns, 65_002 * MS);
     // An established connection never times out.
     let ev = run_opts(opts, &opened(), Some(1_000_000));
     assert!(summaries(&ev).is_empty());
