@@ -549,15 +549,16 @@ impl ConnTracker {
             return;
         }
         self.tick(ts, out);
-        let ep = |addr: &[u8; 16], port| {
-            let mut a = *addr;
-            if rec.family == 4 {
-                a[4..].fill(0);
-            }
-            Endpoint { family: rec.family, addr: a, port }
+        // The addresses as numbers: comparing them so orders the endpoints
+        // as `Endpoint`'s `Ord` does (the family is the same), without
+        // building both first.
+        let addr = |a: &[u8; 16]| {
+            let v = u128::from_be_bytes(*a);
+            if rec.family == 4 { v & !(u128::MAX >> 32) } else { v }
         };
-        let (src, dst) = (ep(&rec.src, rec.sport), ep(&rec.dst, rec.dport));
-        let (key, from) = if src <= dst { ((src, dst), 0) } else { ((dst, src), 1) };
+        let (src, dst) = ((addr(&rec.src), rec.sport), (addr(&rec.dst), rec.dport));
+        let ep = |(a, port): (u128, u16)| Endpoint { family: rec.family, addr: a.to_be_bytes(), port };
+        let (key, from) = if src <= dst { ((ep(src), ep(dst)), 0) } else { ((ep(dst), ep(src)), 1) };
         let seg = Seg {
             flags: rec.tcp_flags,
             seq: rec.seq,

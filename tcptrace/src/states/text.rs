@@ -31,8 +31,8 @@ pub struct TextCache {
     next: usize,
     /// By (from, to, cause); empty until first needed.
     middles: Vec<String>,
-    /// Where a line is made (kept: an allocation per record with events
-    /// showed in profiles of connection churn).
+    /// Where a summary line is made (kept: an allocation per record with
+    /// events showed in profiles of connection churn).
     line: String,
 }
 
@@ -62,17 +62,21 @@ impl TextCache {
         m
     }
 
-    fn endpoint(&mut self, s: &mut String, e: &Endpoint) {
-        if let Some((_, text)) = self.endpoints.iter().find(|(k, _)| k.as_ref() == Some(e)) {
-            s.push_str(text);
-            return;
-        }
-        let (k, text) = &mut self.endpoints[self.next];
-        self.next = (self.next + 1) % 4;
-        *k = Some(*e);
-        text.clear();
-        endpoint(text, e);
-        s.push_str(text);
+    /// `addr.port` of `e`.
+    fn endpoint(&mut self, e: &Endpoint) -> &str {
+        let i = match self.endpoints.iter().position(|(k, _)| k.as_ref() == Some(e)) {
+            Some(i) => i,
+            None => {
+                let i = self.next;
+                self.next = (self.next + 1) % 4;
+                let (k, text) = &mut self.endpoints[i];
+                *k = Some(*e);
+                text.clear();
+                endpoint(text, e);
+                i
+            }
+        };
+        &self.endpoints[i].1
     }
 }
 
@@ -112,39 +116,43 @@ pub fn write_duration(s: &mut String, ns: i64) {
 
 /// Appends the line for `ev` (ending in `\n`), after the timestamp.
 pub fn write_event(ev: &StateEvent, out: &mut Vec<u8>) {
-    let mut s = String::with_capacity(128);
-    event_text(ev, &mut s, &mut TextCache::default());
-    out.extend_from_slice(s.as_bytes());
+    event_text(ev, out, &mut TextCache::default());
 }
 
-/// The line for `ev` (ending in `\n`) into `s`, which is cleared first.
-fn event_text(ev: &StateEvent, s: &mut String, cache: &mut TextCache) {
-    s.clear();
+/// Appends the line for `ev` (ending in `\n`).
+fn event_text(ev: &StateEvent, out: &mut Vec<u8>, cache: &mut TextCache) {
     match &ev.kind {
         EventKind::Transition(t) => {
-            s.push_str("STATE ");
-            cache.endpoint(s, &t.endpoint);
-            s.push_str(cache.middle(t));
-            cache.endpoint(s, &t.peer);
-            s.push(')');
+            // Straight into `out`: these are most of the state lines.
+            out.extend_from_slice(b"STATE ");
+            out.extend_from_slice(cache.endpoint(&t.endpoint).as_bytes());
+            out.extend_from_slice(cache.middle(t).as_bytes());
+            out.extend_from_slice(cache.endpoint(&t.peer).as_bytes());
+            out.extend_from_slice(b")\n");
         }
-        EventKind::Summary(sm) => summary(s, sm, cache),
+        EventKind::Summary(sm) => {
+            let mut s = std::mem::take(&mut cache.line);
+            s.clear();
+            summary(&mut s, sm, cache);
+            s.push('\n');
+            out.extend_from_slice(s.as_bytes());
+            cache.line = s;
+        }
     }
-    s.push('\n');
 }
 
 fn summary(s: &mut String, sm: &Summary, cache: &mut TextCache) {
     s.push_str("CONN ");
-    cache.endpoint(s, &sm.a);
+    s.push_str(cache.endpoint(&sm.a));
     s.push_str(" > ");
-    cache.endpoint(s, &sm.b);
+    s.push_str(cache.endpoint(&sm.b));
     s.push_str(": ");
     s.push_str(sm.outcome.name());
     let side = |s: &mut String, w: Who, cache: &mut TextCache| {
         if sm.roles_known {
             s.push_str(if w == Who::A { "client" } else { "server" });
         } else {
-            cache.endpoint(s, if w == Who::A { &sm.a } else { &sm.b });
+            s.push_str(cache.endpoint(if w == Who::A { &sm.a } else { &sm.b }));
         }
     };
     match sm.outcome {
@@ -199,7 +207,6 @@ pub fn write_events(
     cache: &mut TextCache,
     out: &mut Vec<u8>,
 ) {
-    let mut s = std::mem::take(&mut cache.line);
     // Where the last timestamp's text is in `out`: the events of one record
     // mostly share it.
     let mut last_ts: Option<(i64, std::ops::Range<usize>)> = None;
@@ -212,10 +219,8 @@ pub fn write_events(
                 last_ts = Some((ev.ts_ns, start..out.len()));
             }
         }
-        event_text(ev, &mut s, cache);
-        out.extend_from_slice(s.as_bytes());
+        event_text(ev, out, cache);
     }
-    cache.line = s;
 }
 
 /// Nanoseconds since the epoch of a capture-file timestamp.
