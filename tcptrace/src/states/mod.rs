@@ -292,6 +292,32 @@ fn seq_ge(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) >= 0
 }
 
+/// An `Option<i64>` of nanoseconds in eight bytes (`Option<i64>` takes
+/// sixteen, and a connection has six of them): `i64::MIN` is none, and a
+/// time of `i64::MIN` itself is kept as `i64::MIN + 1`. Connections are
+/// kept by the ten thousand and each is touched cold under churn, so their
+/// size shows (see [`Slot`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Ns(i64);
+
+impl Ns {
+    const NONE: Ns = Ns(i64::MIN);
+
+    fn some(v: i64) -> Ns {
+        Ns(v.max(i64::MIN + 1))
+    }
+
+    fn get(self) -> Option<i64> {
+        (self != Ns::NONE).then_some(self.0)
+    }
+}
+
+impl From<Option<i64>> for Ns {
+    fn from(v: Option<i64>) -> Ns {
+        v.map_or(Ns::NONE, Ns::some)
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Side {
     ep: Endpoint,
@@ -310,7 +336,7 @@ struct Side {
     rst_seq: Option<u32>,
     /// Its next sequence number, from the ACK of an RST the peer sent.
     rst_acked: Option<u32>,
-    tw_deadline: Option<i64>,
+    tw_deadline: Ns,
 }
 
 impl Side {
@@ -325,7 +351,7 @@ impl Side {
             got_fin: false,
             rst_seq: None,
             rst_acked: None,
-            tw_deadline: None,
+            tw_deadline: Ns::NONE,
         }
     }
 
@@ -347,28 +373,29 @@ impl Side {
 #[derive(Clone, Debug)]
 struct Conn {
     s: [Side; 2],
-    client: Option<usize>,
+    /// Endpoint indexes (0 or 1) are kept in a byte.
+    client: Option<u8>,
     /// Endpoint that sent the first segment seen (A when roles are unknown).
-    first_from: usize,
+    first_from: u8,
     opened_before_trace: bool,
     first_ts: i64,
     /// Last SYN from the client before the SYN-ACK.
-    syn_ts: Option<i64>,
-    handshake_ns: Option<i64>,
+    syn_ts: Ns,
+    handshake_ns: Ns,
     /// Sender of the last SYN-ACK and the acknowledgment that completes the
     /// handshake (its seq + 1), as the kernel keeps them; cleared by a
     /// retransmitted SYN, consumed by the first matching ACK.
-    synack: Option<(usize, u32)>,
-    first_fin: Option<usize>,
+    synack: Option<(u8, u32)>,
+    first_fin: Option<u8>,
     simultaneous_close: bool,
     /// When it ended by FIN or RST (it stays for `TIME_WAIT`, or as a
     /// memory of the RST).
-    ended: Option<i64>,
+    ended: Ns,
     /// Its summary was printed (it ended, or timed out).
     summarized: bool,
     last_active: i64,
     serial: u64,
-    deadline: Option<i64>,
+    deadline: Ns,
 }
 
 impl Conn {
@@ -493,7 +520,7 @@ impl ConnTracker {
             }
             self.due[idx].1 = NO_DEADLINE;
             let c = &mut self.slots[idx].conn;
-            match c.deadline {
+            match c.deadline.get() {
                 None => continue,
                 Some(d) if d > due => {
                     // It moved later since this entry was pushed.
@@ -501,17 +528,17 @@ impl ConnTracker {
                     self.deadlines.push(Reverse((d, serial, slot)));
                     continue;
                 }
-                Some(_) => c.deadline = None,
+                Some(_) => c.deadline = Ns::NONE,
             }
-            if c.ended.is_some() {
+            if c.ended.get().is_some() {
                 let mut any_tw = false;
                 for i in 0..2 {
                     if c.s[i].state != TcpState::TimeWait {
                         continue;
                     }
-                    match c.s[i].tw_deadline {
+                    match c.s[i].tw_deadline.get() {
                         Some(d) if d <= due => {
-                            c.s[i].tw_deadline = None;
+                            c.s[i].tw_deadline = Ns::NONE;
                             set(c, i, TcpState::Closed, Cause::TimeWaitExpired, d, self.opts, out);
                         }
                         _ => any_tw = true,
@@ -602,29 +629,29 @@ impl ConnTracker {
         let mut c = Conn {
             s: [Side::new(key.0), Side::new(key.1)],
             client: None,
-            first_from: from,
+            first_from: from as u8,
             opened_before_trace: false,
             first_ts: ts,
-            syn_ts: None,
-            handshake_ns: None,
+            syn_ts: Ns::NONE,
+            handshake_ns: Ns::NONE,
             synack: None,
             first_fin: None,
             simultaneous_close: false,
-            ended: None,
+            ended: Ns::NONE,
             summarized: false,
             last_active: ts,
             serial: self.serial,
-            deadline: None,
+            deadline: Ns::NONE,
         };
         let to = from ^ 1;
         if seg.flags & flags::SYN != 0 && seg.flags & flags::RST == 0 {
             if seg.flags & flags::ACK != 0 {
                 // A SYN-ACK first: its receiver's SYN went by unseen.
-                c.client = Some(to);
+                c.client = Some(to as u8);
                 c.s[to].isn = Some(seg.ack.wrapping_sub(1));
                 set(&mut c, to, TcpState::SynSent, Cause::SynInferred, ts, self.opts, out);
             } else {
-                c.client = Some(from);
+                c.client = Some(from as u8);
             }
         } else {
             c.opened_before_trace = true;
@@ -706,8 +733,8 @@ impl ConnTracker {
     /// Sets the deadline of slot `idx` from its state.
     fn reschedule(&mut self, idx: usize) {
         let c = &mut self.slots[idx].conn;
-        let want = if let Some(end) = c.ended {
-            let tw = c.s.iter().filter(|s| s.state == TcpState::TimeWait).filter_map(|s| s.tw_deadline).min();
+        let want = if let Some(end) = c.ended.get() {
+            let tw = c.s.iter().filter(|s| s.state == TcpState::TimeWait).filter_map(|s| s.tw_deadline.get()).min();
             Some(tw.unwrap_or(end.saturating_add(self.opts.time_wait_ns)))
         } else if !c.summarized
             && c.s.iter().any(|s| {
@@ -725,7 +752,7 @@ impl ConnTracker {
         } else {
             None
         };
-        c.deadline = want;
+        c.deadline = want.into();
         // A live entry no later than `want` is enough (see `ConnTracker`).
         let queued = self.due[idx].1;
         if let Some(d) = want
@@ -752,19 +779,19 @@ impl ConnTracker {
     /// Makes the summary of slot `idx` (once); marks it ended for a FIN or RST.
     fn end(&mut self, idx: usize, ts: i64, outcome: Outcome, out: &mut Vec<StateEvent>) {
         let c = &mut self.slots[idx].conn;
-        if matches!(outcome, Outcome::Fin { .. } | Outcome::Rst { .. } | Outcome::Refused) && c.ended.is_none() {
-            c.ended = Some(ts);
+        if matches!(outcome, Outcome::Fin { .. } | Outcome::Rst { .. } | Outcome::Refused) && c.ended.get().is_none() {
+            c.ended = Ns::some(ts);
         }
         if c.summarized {
             return;
         }
         c.summarized = true;
-        let a = c.client.unwrap_or(c.first_from);
+        let a = usize::from(c.client.unwrap_or(c.first_from));
         let b = a ^ 1;
         let who = |i: usize| if i == a { Who::A } else { Who::B };
         let outcome = match outcome {
             Outcome::Fin { .. } => {
-                let first = c.first_fin.unwrap_or(a);
+                let first = c.first_fin.map_or(a, usize::from);
                 Outcome::Fin { first: who(first), simultaneous: c.simultaneous_close }
             }
             Outcome::Rst { by } => Outcome::Rst { by },
@@ -779,7 +806,7 @@ impl ConnTracker {
                 opened_before_trace: c.opened_before_trace,
                 outcome,
                 duration_ns: (!c.opened_before_trace).then(|| ts.saturating_sub(c.first_ts)),
-                handshake_ns: c.handshake_ns,
+                handshake_ns: c.handshake_ns.get(),
                 bytes: [c.s[a].bytes(), c.s[b].bytes()],
                 states: [c.s[a].state, c.s[b].state],
             }),
@@ -796,12 +823,12 @@ impl ConnTracker {
         let n_before = out.len();
         let mut changed = false;
 
-        if c.ended.is_some() {
+        if c.ended.get().is_some() {
             // Ended: only an RST (closing TIME_WAIT) or a new SYN matter.
             if has(flags::RST) {
                 for i in [from, to] {
                     if c.s[i].state == TcpState::TimeWait {
-                        c.s[i].tw_deadline = None;
+                        c.s[i].tw_deadline = Ns::NONE;
                         let cause = if i == from { Cause::SentRst } else { Cause::GotRst };
                         set(c, i, TcpState::Closed, cause, ts, opts, out);
                     }
@@ -832,7 +859,7 @@ impl ConnTracker {
 
         if has(flags::RST) {
             let refused =
-                c.s[to].state == TcpState::SynSent && c.s[from].state == TcpState::Closed && c.client == Some(to);
+                c.s[to].state == TcpState::SynSent && c.s[from].state == TcpState::Closed && c.client == Some(to as u8);
             c.s[from].rst_seq = Some(seg.seq);
             if has(flags::ACK) {
                 c.s[to].rst_acked = Some(seg.ack);
@@ -841,7 +868,7 @@ impl ConnTracker {
                 let cause = if i == from { Cause::SentRst } else { Cause::GotRst };
                 set(c, i, TcpState::Closed, cause, ts, opts, out);
             }
-            let a = c.client.unwrap_or(c.first_from);
+            let a = usize::from(c.client.unwrap_or(c.first_from));
             let by = if from == a { Who::A } else { Who::B };
             self.touch(idx, ts);
             self.end(idx, ts, if refused { Outcome::Refused } else { Outcome::Rst { by } }, out);
@@ -855,16 +882,16 @@ impl ConnTracker {
                     (TcpState::Closed, _) => {
                         c.s[from].isn = Some(seg.seq);
                         set(c, from, TcpState::SynSent, Cause::SentSyn, ts, opts, out);
-                        c.client.get_or_insert(from);
-                        if c.client == Some(from) {
-                            c.syn_ts = Some(ts);
+                        c.client.get_or_insert(from as u8);
+                        if c.client == Some(from as u8) {
+                            c.syn_ts = Ns::some(ts);
                         }
                     }
                     (state, Some(isn)) if isn == seg.seq => {
                         // Retransmission: the handshake is timed from the
                         // last one before the SYN-ACK.
-                        if c.client == Some(from) && c.s[to].isn.is_none() {
-                            c.syn_ts = Some(ts);
+                        if c.client == Some(from as u8) && c.s[to].isn.is_none() {
+                            c.syn_ts = Ns::some(ts);
                         }
                         // The handshake's ACK must now follow a new SYN-ACK.
                         if state == TcpState::SynSent {
@@ -890,7 +917,7 @@ impl ConnTracker {
                     (_, Some(isn)) if isn == seg.seq => changed = true,
                     _ => return Restart::Reuse,
                 }
-                c.synack = Some((from, seg.seq.wrapping_add(1)));
+                c.synack = Some((from as u8, seg.seq.wrapping_add(1)));
                 // Its ACK part: the peer's SYN is acknowledged.
                 if let Some(isn) = c.s[to].isn
                     && seg.ack == isn.wrapping_add(1)
@@ -914,7 +941,7 @@ impl ConnTracker {
             // The handshake's last ACK: the first ACK of the last SYN-ACK
             // from the other endpoint.
             if let Some((sx, end)) = c.synack
-                && sx == to
+                && usize::from(sx) == to
                 && seg.ack == end
             {
                 c.synack = None;
@@ -959,7 +986,7 @@ impl ConnTracker {
             if c.s[from].fin_end.is_none() {
                 c.s[from].fin_end = Some(seg.seq.wrapping_add(seg.payload).wrapping_add(1));
                 if c.first_fin.is_none() {
-                    c.first_fin = Some(from);
+                    c.first_fin = Some(from as u8);
                 } else if !c.s[from].got_fin {
                     c.simultaneous_close = true;
                 }
@@ -1005,17 +1032,17 @@ fn set(c: &mut Conn, i: usize, new: TcpState, cause: Cause, ts: i64, opts: State
     }
     c.s[i].state = new;
     if new == TcpState::TimeWait {
-        c.s[i].tw_deadline = Some(ts.saturating_add(opts.time_wait_ns));
+        c.s[i].tw_deadline = Ns::some(ts.saturating_add(opts.time_wait_ns));
     }
     out.push(transition(ts, c.s[i].ep, c.s[i ^ 1].ep, old, new, cause));
 }
 
 /// Records the handshake time once both endpoints are `ESTABLISHED`.
 fn handshake_done(c: &mut Conn, ts: i64) {
-    if c.handshake_ns.is_none()
+    if c.handshake_ns.get().is_none()
         && c.s.iter().all(|s| s.state == TcpState::Established)
-        && let Some(t) = c.syn_ts
+        && let Some(t) = c.syn_ts.get()
     {
-        c.handshake_ns = Some(ts.saturating_sub(t));
+        c.handshake_ns = Ns::some(ts.saturating_sub(t));
     }
 }
