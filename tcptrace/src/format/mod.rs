@@ -102,13 +102,60 @@ impl std::hash::Hasher for FastHasher {
     }
 }
 
-type ConvTable = HashMap<(u8, ConvKey), Bases, std::hash::BuildHasherDefault<FastHasher>>;
+type ConvId = (u8, ConvKey);
+
+fn conv_hash(k: &ConvId) -> u64 {
+    use std::hash::Hasher;
+    let mut h = FastHasher::default();
+    let (family, (a, b, ports)) = k;
+    for addr in [a, b] {
+        let (lo, hi) = addr.split_at(8);
+        h.write_u64(u64::from_le_bytes(lo.try_into().unwrap()));
+        h.write_u64(u64::from_le_bytes(hi.try_into().unwrap()));
+    }
+    h.write_u64(((*ports as u64) << 8) | *family as u64);
+    h.finish()
+}
+
+/// One generation of [`Conversations`]: the entries in the order they came,
+/// found through a table of their indexes. A new conversation is appended
+/// where the last one went (a table holding the entries wrote each one to
+/// a cold cache line: one of the largest costs under connection churn).
+#[derive(Default)]
+struct ConvTable {
+    index: hashbrown::HashTable<u32>,
+    entries: Vec<(ConvId, Bases)>,
+}
+
+impl ConvTable {
+    fn find(&self, hash: u64, key: &ConvId) -> Option<usize> {
+        let entries = &self.entries;
+        self.index.find(hash, |&i| entries[i as usize].0 == *key).map(|&i| i as usize)
+    }
+
+    /// Adds `key`, which is not there.
+    fn push(&mut self, hash: u64, key: ConvId, b: Bases) {
+        let i = self.entries.len() as u32;
+        self.entries.push((key, b));
+        let entries = &self.entries;
+        self.index.insert_unique(hash, i, |&j| conv_hash(&entries[j as usize].0));
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn clear(&mut self) {
+        self.index.clear();
+        self.entries.clear();
+    }
+}
 
 /// tcpdump's `tcp_seq_hash` (keyed by family and [`ConvKey`]), bounded:
 /// tcpdump keeps every conversation it ever saw, which an always-on tracer
 /// cannot. Two generations of at most [`Conversations::GENERATION`] each:
 /// when the current one is full it becomes the old one (the old one's
-/// entries go) and a found old entry moves back to the current one. So a
+/// entries go) and a found old entry is copied to the current one. So a
 /// conversation loses its bases only after that many newer ones went by
 /// without a packet of its own (its next packet then prints absolute
 /// numbers and sets new bases, as a first packet does). The few used last
@@ -117,21 +164,22 @@ type ConvTable = HashMap<(u8, ConvKey), Bases, std::hash::BuildHasherDefault<Fas
 struct Conversations {
     cur: ConvTable,
     old: ConvTable,
-    recent: crate::recent::Recent<(u8, ConvKey), Bases, 8>,
+    recent: crate::recent::Recent<ConvId, Bases, 8>,
 }
 
 impl Conversations {
     const GENERATION: usize = 65_536;
 
-    fn get(&mut self, key: &(u8, ConvKey)) -> Option<Bases> {
+    fn get(&mut self, key: &ConvId) -> Option<Bases> {
         if let Some(b) = self.recent.get(key) {
             return Some(b);
         }
-        let b = match self.cur.get(key) {
-            Some(b) => *b,
+        let hash = conv_hash(key);
+        let b = match self.cur.find(hash, key) {
+            Some(i) => self.cur.entries[i].1,
             None => {
-                let b = *self.old.get(key)?;
-                self.insert_current(*key, b);
+                let b = self.old.entries[self.old.find(hash, key)?].1;
+                self.insert_current(hash, *key, b);
                 b
             }
         };
@@ -139,18 +187,22 @@ impl Conversations {
         Some(b)
     }
 
-    fn insert(&mut self, key: (u8, ConvKey), b: Bases) {
-        self.insert_current(key, b);
+    fn insert(&mut self, key: ConvId, b: Bases) {
+        self.insert_current(conv_hash(&key), key, b);
         self.recent.put(key, b);
     }
 
-    fn insert_current(&mut self, key: (u8, ConvKey), b: Bases) {
-        if self.cur.len() >= Self::GENERATION && !self.cur.contains_key(&key) {
+    fn insert_current(&mut self, hash: u64, key: ConvId, b: Bases) {
+        if let Some(i) = self.cur.find(hash, &key) {
+            self.cur.entries[i].1 = b;
+            return;
+        }
+        if self.cur.len() >= Self::GENERATION {
             std::mem::swap(&mut self.cur, &mut self.old);
-            // Keeps its allocation: no regrowing.
+            // Keeps its allocations: no regrowing.
             self.cur.clear();
         }
-        self.cur.insert(key, b);
+        self.cur.push(hash, key, b);
     }
 
     #[cfg(test)]
