@@ -6,6 +6,8 @@
 //!        [--runs N] [--quick]
 //!        tcptrace-bench --ab OBJECT [--runs N]: the kernel programs built in
 //!        against another build's object (A/B of cases (a), (b), (b'), (c')).
+//!        tcptrace-bench --tcptrace PATH --churn-ab OTHER [--runs N]: the
+//!        churn of section 3 traced by PATH (A) and by OTHER (B), with states.
 
 #[path = "../../tcptrace/tests/support/frames.rs"]
 mod frames;
@@ -35,10 +37,12 @@ struct Opts {
     quick: bool,
     /// Another build's kernel object, for `--ab`.
     ab: Option<PathBuf>,
+    /// Another build's tcptrace, for `--churn-ab`.
+    churn_ab: Option<PathBuf>,
 }
 
 fn parse() -> Result<Opts> {
-    let mut o = Opts { tcptrace: PathBuf::new(), only: vec![], runs: 5, quick: false, ab: None };
+    let mut o = Opts { tcptrace: PathBuf::new(), only: vec![], runs: 5, quick: false, ab: None, churn_ab: None };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -47,6 +51,7 @@ fn parse() -> Result<Opts> {
             "--runs" => o.runs = it.next().context("--runs N")?.parse()?,
             "--quick" => o.quick = true,
             "--ab" => o.ab = Some(it.next().context("--ab OBJECT")?.into()),
+            "--churn-ab" => o.churn_ab = Some(it.next().context("--churn-ab TCPTRACE")?.into()),
             // For profiling: write the offline bench's capture and stop.
             "--gen-pcap" => {
                 let path: PathBuf = it.next().context("--gen-pcap PATH IPV4-CLIENTS")?.into();
@@ -56,7 +61,7 @@ fn parse() -> Result<Opts> {
                 std::process::exit(0);
             }
             _ => bail!(
-                "unknown argument {a}\nusage: tcptrace-bench --tcptrace PATH [--only kernel,offline,churn,bulk,ceiling] [--runs N] [--quick]\n       tcptrace-bench --ab OBJECT [--runs N]"
+                "unknown argument {a}\nusage: tcptrace-bench --tcptrace PATH [--only kernel,offline,churn,bulk,ceiling] [--runs N] [--quick]\n       tcptrace-bench --ab OBJECT [--runs N]\n       tcptrace-bench --tcptrace PATH --churn-ab OTHER [--runs N]"
             ),
         }
     }
@@ -78,7 +83,10 @@ fn main() -> Result<()> {
     let want = |s: &str| o.only.is_empty() || o.only.iter().any(|x| x == s);
     let dir = std::env::temp_dir().join(format!("tcptrace-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let r = run(&o, &want, &dir);
+    let r = match &o.churn_ab {
+        Some(other) => churn_ab(&o.tcptrace, other, o.runs, &dir),
+        None => run(&o, &want, &dir),
+    };
     let _ = std::fs::remove_dir_all(&dir);
     r
 }
@@ -94,6 +102,38 @@ fn ab(path: &std::path::Path, runs: usize) -> Result<()> {
     for r in kernel::ab(rounds, 1_000_000, &other)? {
         println!("| {} | {} | {:.1} | {:.1} | {:+.1} |", r.hook, r.case, r.a_ns, r.b_ns, r.b_ns - r.a_ns);
     }
+    Ok(())
+}
+
+/// `--churn-ab OTHER`: section 3's churn traced (with states) by `a` and by
+/// `b` in turn, ABBA/BAAB, `runs` times each.
+fn churn_ab(a: &std::path::Path, b: &std::path::Path, runs: usize, dir: &std::path::Path) -> Result<()> {
+    let secs = 5.0;
+    println!("A: {}; B: {}", a.display(), b.display());
+    println!("{secs} s of connection churn per run, traced with --flags SYN,FIN,RST -n > file (states on)\n");
+    let p = churn::setup_pair()?;
+    let per_100k = |s: &churn::Sample| s.traffic_cpu.unwrap_or(f64::NAN) / s.conns as f64 * 1e5;
+    let (mut va, mut vb, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let mut lost = 0;
+    for r in 0..runs.max(1) {
+        let order = if r % 2 == 0 { [0, 1, 1, 0] } else { [1, 0, 0, 1] };
+        let mut got = [Vec::new(), Vec::new()];
+        for i in order {
+            let s = churn::sample(&p, [a, b][i], dir, churn::Who::Tcptrace, secs)?;
+            lost += s.lost.unwrap_or(0);
+            got[i].push(per_100k(&s));
+        }
+        let (ma, mb) = (median(&got[0]), median(&got[1]));
+        println!("round {}: A {ma:.3}, B {mb:.3} CPU s per 100k conns (B/A {:.3})", r + 1, mb / ma);
+        va.extend(&got[0]);
+        vb.extend(&got[1]);
+        ratios.push(mb / ma);
+    }
+    println!("\n| tracer | CPU s per 100k conns during traffic, median of {} |", va.len());
+    println!("|---|---:|");
+    println!("| A | {:.3} |", median(&va));
+    println!("| B | {:.3} |", median(&vb));
+    println!("\nB/A, median of the rounds' ratios: {:.3}; records lost: {lost}", median(&ratios));
     Ok(())
 }
 
