@@ -161,7 +161,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     crate::caps::check()?;
     // -w's file is created before anything is loaded: a bad path attaches nothing.
     let line_buffered = args.line_buffered || io::stdout().is_terminal();
-    let (text, pcap) = crate::pcap::outputs(args, Box::new(io::stdout()), line_buffered)?;
+    let (text, pcap) = crate::pcap::outputs(args, Box::new(crate::output::RawStdout), line_buffered)?;
     let (mut filter, ports) = crate::filter::filter_from_args(args);
     // To a file or pipe, block buffered (as tcpdump): fewer, larger batches.
     crate::filter::set_delivery(&mut filter, !line_buffered, args.buffer_size);

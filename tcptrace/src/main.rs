@@ -13,8 +13,7 @@ fn main() -> ExitCode {
     }
     logger.init();
     let res = if args.read.is_some() {
-        let stdout = std::io::stdout();
-        tcptrace::offline::run(&args, &mut stdout.lock())
+        tcptrace::offline::run(&args, &mut tcptrace::output::RawStdout)
     } else {
         match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(rt) => rt.block_on(tcptrace::live::run(&args)),
