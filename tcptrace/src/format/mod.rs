@@ -104,66 +104,76 @@ impl std::hash::Hasher for FastHasher {
 
 type ConvId = (u8, ConvKey);
 
-fn conv_hash(k: &ConvId) -> u64 {
-    use std::hash::Hasher;
-    let mut h = FastHasher::default();
-    let (family, (a, b, ports)) = k;
-    for addr in [a, b] {
-        let (lo, hi) = addr.split_at(8);
-        h.write_u64(u64::from_le_bytes(lo.try_into().unwrap()));
-        h.write_u64(u64::from_le_bytes(hi.try_into().unwrap()));
-    }
-    h.write_u64(((*ports as u64) << 8) | *family as u64);
-    h.finish()
+/// An IPv4 conversation's key: its two addresses and the ports, as
+/// [`ConvKey`] has them (12 bytes instead of 36).
+type V4Key = ([u8; 4], [u8; 4], u32);
+
+fn v4_key(k: &ConvKey) -> V4Key {
+    let a = |x: &[u8; 16]| [x[0], x[1], x[2], x[3]];
+    (a(&k.0), a(&k.1), k.2)
 }
 
-/// One generation of [`Conversations`]: the entries in the order they came,
-/// found through a table of their indexes. A new conversation is appended
-/// where the last one went (a table holding the entries wrote each one to
-/// a cold cache line: one of the largest costs under connection churn).
-#[derive(Default)]
-struct ConvTable {
-    index: hashbrown::HashTable<u32>,
-    entries: Vec<(ConvId, Bases)>,
+type Table<K> = HashMap<K, Bases, std::hash::BuildHasherDefault<FastHasher>>;
+
+/// Two generations of a table (see [`Conversations`]).
+struct Generations<K> {
+    cur: Table<K>,
+    old: Table<K>,
 }
 
-impl ConvTable {
-    fn find(&self, hash: u64, key: &ConvId) -> Option<usize> {
-        let entries = &self.entries;
-        self.index.find(hash, |&i| entries[i as usize].0 == *key).map(|&i| i as usize)
+impl<K> Default for Generations<K> {
+    fn default() -> Self {
+        Self { cur: Table::default(), old: Table::default() }
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Copy> Generations<K> {
+    fn get(&mut self, key: &K) -> Option<Bases> {
+        match self.cur.get(key) {
+            Some(b) => Some(*b),
+            None => {
+                let b = *self.old.get(key)?;
+                self.insert(*key, b);
+                Some(b)
+            }
+        }
     }
 
-    /// Adds `key`, which is not there.
-    fn push(&mut self, hash: u64, key: ConvId, b: Bases) {
-        let i = self.entries.len() as u32;
-        self.entries.push((key, b));
-        let entries = &self.entries;
-        self.index.insert_unique(hash, i, |&j| conv_hash(&entries[j as usize].0));
+    fn insert(&mut self, key: K, b: Bases) {
+        if self.cur.len() >= Conversations::GENERATION {
+            if let Some(v) = self.cur.get_mut(&key) {
+                *v = b;
+                return;
+            }
+            std::mem::swap(&mut self.cur, &mut self.old);
+            // Keeps its allocation: no regrowing.
+            self.cur.clear();
+        }
+        self.cur.insert(key, b);
     }
 
+    #[cfg(test)]
     fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    fn clear(&mut self) {
-        self.index.clear();
-        self.entries.clear();
+        self.cur.len() + self.old.len()
     }
 }
 
 /// tcpdump's `tcp_seq_hash` (keyed by family and [`ConvKey`]), bounded:
 /// tcpdump keeps every conversation it ever saw, which an always-on tracer
-/// cannot. Two generations of at most [`Conversations::GENERATION`] each:
-/// when the current one is full it becomes the old one (the old one's
-/// entries go) and a found old entry is copied to the current one. So a
-/// conversation loses its bases only after that many newer ones went by
-/// without a packet of its own (its next packet then prints absolute
-/// numbers and sets new bases, as a first packet does). The few used last
-/// are kept in front (see [`crate::recent`]).
+/// cannot. Two generations of at most [`Conversations::GENERATION`] each,
+/// per family: when the current one is full it becomes the old one (the old
+/// one's entries go) and a found old entry moves back to the current one.
+/// So a conversation loses its bases only after that many newer ones of its
+/// family went by without a packet of its own (its next packet then prints
+/// absolute numbers and sets new bases, as a first packet does). IPv4 keys
+/// are kept in 12 bytes: under connection churn each new connection finds
+/// its 4-tuple's entry from the one before, cold, and a smaller table keeps
+/// more of itself in the cache. The few used last are kept in front (see
+/// [`crate::recent`]).
 #[derive(Default)]
 struct Conversations {
-    cur: ConvTable,
-    old: ConvTable,
+    v4: Generations<V4Key>,
+    other: Generations<ConvId>,
     recent: crate::recent::Recent<ConvId, Bases, 8>,
 }
 
@@ -174,40 +184,25 @@ impl Conversations {
         if let Some(b) = self.recent.get(key) {
             return Some(b);
         }
-        let hash = conv_hash(key);
-        let b = match self.cur.find(hash, key) {
-            Some(i) => self.cur.entries[i].1,
-            None => {
-                let b = self.old.entries[self.old.find(hash, key)?].1;
-                self.insert_current(hash, *key, b);
-                b
-            }
-        };
+        let b = match key {
+            (4, k) => self.v4.get(&v4_key(k)),
+            _ => self.other.get(key),
+        }?;
         self.recent.put(*key, b);
         Some(b)
     }
 
     fn insert(&mut self, key: ConvId, b: Bases) {
-        self.insert_current(conv_hash(&key), key, b);
+        match &key {
+            (4, k) => self.v4.insert(v4_key(k), b),
+            _ => self.other.insert(key, b),
+        }
         self.recent.put(key, b);
-    }
-
-    fn insert_current(&mut self, hash: u64, key: ConvId, b: Bases) {
-        if let Some(i) = self.cur.find(hash, &key) {
-            self.cur.entries[i].1 = b;
-            return;
-        }
-        if self.cur.len() >= Self::GENERATION {
-            std::mem::swap(&mut self.cur, &mut self.old);
-            // Keeps its allocations: no regrowing.
-            self.cur.clear();
-        }
-        self.cur.push(hash, key, b);
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.cur.len() + self.old.len()
+        self.v4.len() + self.other.len()
     }
 }
 
