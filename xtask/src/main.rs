@@ -68,7 +68,10 @@ enum Cmd {
     /// tables of BENCHMARKS.md. Takes several minutes.
     Bench {
         /// Arguments for tcptrace-bench (after `--`): `--only
-        /// kernel,offline,churn,bulk,ceiling`, `--runs N`, `--quick`.
+        /// kernel,offline,churn,bulk,ceiling`, `--runs N`, `--quick`; or
+        /// `--ab OBJECT` (the kernel programs against another build's) or
+        /// `--churn-ab TCPTRACE` (the churn traced by another build's binary
+        /// too).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
