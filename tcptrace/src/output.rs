@@ -10,11 +10,12 @@ const CHUNK: usize = 64 * 1024;
 /// multiples of [`CHUNK`] from the start of the output (a chunk ends in the
 /// middle of a line as often as not). Into a file, such writes let the page
 /// cache use 64 KiB folios: writing the same bytes in chunks of whole lines
-/// (unaligned) cost the kernel about 1.5 times as much CPU, a quarter of
-/// tcptrace's CPU under connection churn. The output is taken to start at a
-/// multiple of [`CHUNK`] (`> file` does; appending to a file of another size
-/// only loses the alignment). Flushes (`-l`, the end of a batch) write what
-/// there is; later chunks end at the next multiple again.
+/// (unaligned) cost the kernel about 1.5 times as much CPU (and writing was
+/// a quarter of tcptrace's CPU under connection churn, BENCHMARKS.md 3). The
+/// output is taken to start at a multiple of [`CHUNK`] (`> file` does;
+/// appending to a file of another size only loses the alignment). Flushes
+/// (`-l`, the end of a batch) write what there is; later chunks end at the
+/// next multiple again.
 pub struct Output<W: Write> {
     inner: W,
     buf: Vec<u8>,
@@ -33,8 +34,7 @@ pub struct RawStdout;
 impl Write for RawStdout {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         loop {
-            // SAFETY: `buf` is valid for `buf.len()` bytes; fd 1 is only read
-            // by the kernel here.
+            // SAFETY: `buf` is valid for reads of `buf.len()` bytes.
             let n = unsafe { libc::write(libc::STDOUT_FILENO, buf.as_ptr().cast(), buf.len()) };
             if n >= 0 {
                 return Ok(n as usize);
@@ -83,7 +83,7 @@ impl<W: Write> Output<W> {
             self.written += to_boundary as u64;
         }
         if done > 0 {
-            // What is left is the start of a line.
+            // Less than a chunk is left.
             self.buf.copy_within(done.., 0);
             self.buf.truncate(self.buf.len() - done);
         }

@@ -315,3 +315,23 @@ fn conversations_are_bounded_and_keep_the_active_ones() {
     // ...one from the last generation is still there.
     assert_eq!(c.get(&key(3 * gen_ - 10)).map(|b| b.seq), Some(3 * gen_ - 10));
 }
+
+#[test]
+fn conversations_count_generations_per_family() {
+    use super::{Bases, Conversations};
+    let gen_ = Conversations::GENERATION as u32;
+    let mut c = Conversations::default();
+    let v6 = (6u8, ([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], [0u8; 16], 80 << 16 | 40000));
+    c.insert(v6, Bases { seq: 1, ack: 2 });
+    // The same addresses and ports as IPv4 are another conversation.
+    let mut v4 = v6;
+    v4.0 = 4;
+    assert!(c.get(&v4).is_none());
+    for i in 0..3 * gen_ {
+        let mut a = [0u8; 16];
+        a[..4].copy_from_slice(&i.to_be_bytes());
+        c.insert((4, (a, [0u8; 16], 1)), Bases { seq: i, ack: i });
+    }
+    // Three generations of IPv4 conversations leave the IPv6 one alone.
+    assert_eq!(c.get(&v6).map(|b| (b.seq, b.ack)), Some((1, 2)));
+}

@@ -434,9 +434,9 @@ struct Slot {
 /// Connections live in a slab found through one hash lookup per record (the
 /// table holds only slab indexes: the keys are in the slab, which a lookup
 /// reads anyway, and a table of keys was two cache misses per new
-/// connection under churn); the
-/// least-recently-active order is a list through the slab (moving a
-/// connection to its end is O(1)), and deadlines are a min-heap. A
+/// connection under churn); the least-recently-active order is a list
+/// through the slab (moving a connection to its end is O(1)), and
+/// deadlines are a min-heap. A
 /// connection has at most one live entry there, never later than its
 /// deadline: a deadline that moves later (each segment of an opening
 /// connection moves its staleness deadline) is pushed again only when its
