@@ -28,7 +28,8 @@ pub struct Output<W: Write> {
 /// Standard output written straight to its file descriptor, without the
 /// line buffer of [`io::Stdout`] (which would cut [`Output`]'s chunks at
 /// their last newline and write the rest separately). tcptrace writes to
-/// standard output only through this.
+/// standard output only through this. (A program started with it closed,
+/// `>&-`, writes to `/dev/null`: Rust's runtime opens that in its place.)
 pub struct RawStdout;
 
 impl Write for RawStdout {

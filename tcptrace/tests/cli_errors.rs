@@ -58,6 +58,30 @@ fn read_takes_filters_and_formats() {
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("{\"v\":1,\"type\":\"packet\""));
 }
 
+/// Standard output closed (`>&-`): the lines go nowhere and the run ends
+/// well. A full disk fails it, with one message.
+#[test]
+fn closed_and_full_standard_output() {
+    use std::os::unix::process::CommandExt as _;
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/pcap/whois.pcap");
+    let mut closed = Command::new(env!("CARGO_BIN_EXE_tcptrace"));
+    closed.args(["-r", p.to_str().unwrap(), "-n"]);
+    // SAFETY: close(2) is async-signal-safe.
+    unsafe {
+        closed.pre_exec(|| {
+            libc::close(1);
+            Ok(())
+        });
+    }
+    let (err, code) = run(&mut closed);
+    assert_eq!((code, err.as_str()), (0, ""));
+    let full = std::fs::File::create("/dev/full").unwrap();
+    let (err, code) =
+        run(Command::new(env!("CARGO_BIN_EXE_tcptrace")).args(["-r", p.to_str().unwrap(), "-n"]).stdout(full));
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err, "tcptrace: writing output: No space left on device (os error 28)\n");
+}
+
 #[test]
 #[ignore = "needs root"]
 fn unknown_interface_exits_2() {
