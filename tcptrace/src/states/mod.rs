@@ -461,8 +461,6 @@ pub struct ConnTracker {
     due: Vec<(u64, i64)>,
     serial: u64,
     evictions: u64,
-    /// The connections used last, in front of `index`.
-    recent: crate::recent::Recent<Key, u32, 8>,
 }
 
 impl ConnTracker {
@@ -483,7 +481,6 @@ impl ConnTracker {
             due: Vec::with_capacity(room),
             serial: 0,
             evictions: 0,
-            recent: Default::default(),
         }
     }
 
@@ -593,14 +590,8 @@ impl ConnTracker {
             payload: rec.ip_total_len.saturating_sub(rec.l4_off as u32).saturating_sub(rec.data_off as u32),
         };
         let ctl = seg.flags & (flags::SYN | flags::FIN | flags::RST) != 0;
-        let found = self.recent.get(&key).or_else(|| {
-            let slots = &self.slots;
-            let slot = self.index.find(key_hash(&key), |&i| slots[i as usize].conn.key() == key).copied();
-            if let Some(slot) = slot {
-                self.recent.put(key, slot);
-            }
-            slot
-        });
+        let slots = &self.slots;
+        let found = self.index.find(key_hash(&key), |&i| slots[i as usize].conn.key() == key).copied();
         if let Some(slot) = found {
             let idx = slot as usize;
             match self.step(idx, from, &seg, ts, out) {
@@ -675,7 +666,6 @@ impl ConnTracker {
         self.link_last(idx);
         let slots = &self.slots;
         self.index.insert_unique(hash, idx as u32, |&i| slots[i as usize].hash);
-        self.recent.put(key, idx as u32);
         idx
     }
 
@@ -713,7 +703,6 @@ impl ConnTracker {
         if let Ok(entry) = self.index.find_entry(c.hash, |&i| i == idx as u32) {
             entry.remove();
         }
-        self.recent.forget(|&slot| slot == idx as u32);
         self.free.push(idx as u32);
         self.due[idx] = (0, NO_DEADLINE);
         // Its deadline, if any, is left in the heap and skipped later.
