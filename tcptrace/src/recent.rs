@@ -1,10 +1,11 @@
 //! A few recently used entries of a large hash table, kept in front of it.
 //!
-//! The records of one TCP connection come close together, while the tables
-//! that follow connections (the state tracker's, the formatter's sequence
-//! bases) hold tens of thousands of them: each lookup there was a cache miss,
-//! the largest single cost in the churn profile. A scan of a handful of keys
-//! that were just used is not.
+//! The records of one TCP connection come close together, while the
+//! formatter's table of sequence-number bases holds tens of thousands of
+//! conversations: each lookup there was a cache miss, the largest single
+//! cost in the churn profile. A scan of a handful of keys that were just
+//! used is not. (The state tracker had one too, until its table held only
+//! 4-byte indexes: then the scan cost more than the lookup it saved.)
 
 /// The last `N` (key, value) pairs put, newest overwriting oldest.
 pub struct Recent<K, V, const N: usize> {
