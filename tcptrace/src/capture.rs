@@ -83,6 +83,11 @@ pub struct CaptureReader<R: Read> {
     r: R,
     offset: u64,
     format: Format,
+    /// A frame buffer given back with [`CaptureReader::recycle`], and a
+    /// pcapng block's: kept so that reading a frame allocates nothing (an
+    /// allocation and a free per frame showed at 4–5% of `-r`'s profile).
+    spare: Vec<u8>,
+    block: Vec<u8>,
 }
 
 /// Opens a file, or standard input for `-`.
@@ -151,7 +156,13 @@ impl<R: Read> CaptureReader<R> {
         let le = u32::from_le_bytes(magic);
         let be = u32::from_be_bytes(magic);
         if le == PCAPNG_SHB {
-            let mut me = Self { r, offset: 0, format: Format::Pcapng { big_endian: false, ifaces: Vec::new() } };
+            let mut me = Self {
+                r,
+                offset: 0,
+                format: Format::Pcapng { big_endian: false, ifaces: Vec::new() },
+                spare: Vec::new(),
+                block: Vec::new(),
+            };
             me.read_shb()?;
             return Ok(me);
         }
@@ -183,6 +194,8 @@ impl<R: Read> CaptureReader<R> {
         };
         let snap = if snaplen == 0 || snaplen > MAX_SNAPLEN { MAX_SNAPLEN } else { snaplen };
         Ok(Self {
+            spare: Vec::new(),
+            block: Vec::new(),
             r,
             offset: 24,
             format: Format::Pcap {
@@ -194,6 +207,20 @@ impl<R: Read> CaptureReader<R> {
                 snap,
             },
         })
+    }
+
+    /// Gives back a frame's buffer (`Packet::data`) for the next frame to
+    /// use.
+    pub fn recycle(&mut self, data: Vec<u8>) {
+        self.spare = data;
+    }
+
+    /// A buffer of `n` bytes for a frame's data (their values are not kept).
+    fn frame_buffer(&mut self, n: usize) -> Vec<u8> {
+        let mut data = std::mem::take(&mut self.spare);
+        data.clear();
+        data.resize(n, 0);
+        data
     }
 
     /// The next frame, `None` at the end of the file.
@@ -254,7 +281,7 @@ impl<R: Read> CaptureReader<R> {
             });
         }
         let keep = caplen.min(snap);
-        let mut data = vec![0u8; keep as usize];
+        let mut data = self.frame_buffer(keep as usize);
         self.read_exact_at(&mut data, "packet data")?;
         if caplen > keep {
             self.skip((caplen - keep) as u64, "packet data")?;
@@ -342,17 +369,19 @@ impl<R: Read> CaptureReader<R> {
             if total < 12 || !total.is_multiple_of(4) || total > MAX_BLOCK {
                 return Err(CaptureError::Bad { offset: at, what: format!("bad block length {total}") });
             }
-            let mut body = vec![0u8; total as usize - 8];
-            self.read_exact_at(&mut body, "block")?;
-            let body = &body[..body.len() - 4];
-            match btype {
-                1 => self.read_idb(body, at, big)?,
-                6 | 2 | 3 => {
-                    if let Some(p) = self.packet_block(btype, body, at, big)? {
-                        return Ok(Some(p));
-                    }
-                }
-                _ => {}
+            let mut block = std::mem::take(&mut self.block);
+            block.clear();
+            block.resize(total as usize - 8, 0);
+            self.read_exact_at(&mut block, "block")?;
+            let body = &block[..block.len() - 4];
+            let packet = match btype {
+                1 => self.read_idb(body, at, big).map(|()| None),
+                6 | 2 | 3 => self.packet_block(btype, body, at, big),
+                _ => Ok(None),
+            };
+            self.block = block;
+            if let Some(p) = packet? {
+                return Ok(Some(p));
             }
         }
     }
@@ -450,7 +479,9 @@ impl<R: Read> CaptureReader<R> {
             });
         }
         let keep = caplen.min(ifc.snaplen) as usize;
-        let data = body[data_off..data_off + keep].to_vec();
+        let mut data = std::mem::take(&mut self.spare);
+        data.clear();
+        data.extend_from_slice(&body[data_off..data_off + keep]);
         let ts = match t {
             Some(t) => {
                 // Wraps as libpcap's unsigned arithmetic does (no overflow panic).
@@ -517,6 +548,22 @@ mod tests {
         assert_eq!((p.wire_len, p.data.len()), (4, 2));
     }
 
+    /// A buffer given back holds nothing of its last frame in the next one
+    /// (pcap; pcapng copies its frames from the block).
+    #[test]
+    fn recycled_buffers_give_the_same_frames() {
+        let frames: [&[u8]; 4] = [b"a long first frame", b"xy", b"", b"0123456789"];
+        let recs: Vec<_> = frames.iter().map(|f| (1, 0, *f, f.len() as u32)).collect();
+        let b = pcap_bytes(false, PCAP_MICRO, 4, &recs);
+        let mut r = CaptureReader::new(Cursor::new(b)).unwrap();
+        for f in frames {
+            let p = r.next_packet().unwrap().unwrap();
+            assert_eq!(p.data, f);
+            r.recycle(p.data);
+        }
+        assert!(r.next_packet().unwrap().is_none());
+    }
+
     #[test]
     fn truncated_record_names_the_offset() {
         let mut b = pcap_bytes(false, PCAP_MICRO, 4, &[(1, 0, b"abcd", 4), (2, 0, b"efgh", 4)]);
@@ -552,9 +599,14 @@ mod tests {
         let mut epb = vec![0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
         epb.extend([4, 0, 0, 0, 4, 0, 0, 0, 1, 2, 3, 4]);
         block(&mut v, 6, &epb);
-        let mut r = CaptureReader::new(Cursor::new(v)).unwrap();
+        let mut r = CaptureReader::new(Cursor::new(v.clone())).unwrap();
         let p = r.next_packet().unwrap().unwrap();
         assert_eq!(p.ts.sec, i64::MAX);
+        assert_eq!(p.data, [1, 2, 3, 4]);
+        // The same through a recycled buffer that held a longer frame.
+        let mut r = CaptureReader::new(Cursor::new(v)).unwrap();
+        r.recycle(vec![9; 64]);
+        assert_eq!(r.next_packet().unwrap().unwrap().data, [1, 2, 3, 4]);
     }
 
     #[test]

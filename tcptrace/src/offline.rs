@@ -11,7 +11,7 @@ use tcptrace_common::{
 };
 
 use crate::{
-    capture::{self, CaptureReader},
+    capture::{self, CaptureReader, Packet},
     cli::Args,
     filter::filter_from_args,
     format::LinkInfo,
@@ -49,6 +49,22 @@ pub fn run_reader<R: Read>(
     let (text, pcap) = crate::pcap::outputs(args, Box::new(out), args.line_buffered)?;
     let mut pipe = Pipeline::new(args, text, pcap, TimeBase::Realtime);
     let mut resolver = pipe.resolves_names().then(|| Resolver::new(1));
+    let tracks_states = pipe.tracks_states();
+    // The record of a frame that leaves one, and whether its line is shown.
+    let to_record = |pkt: &Packet| -> Option<(bool, PacketRecord)> {
+        let frame = SliceFrame { data: &pkt.data, wire_len: pkt.wire_len };
+        let h = parse_headers(&frame, pkt.link).ok()?;
+        if !matches_endpoints(&h, &cfg, ports) || (!hosts.is_empty() && !matches_hosts(&frame, &h, &hosts)) {
+            return None;
+        }
+        let show = matches_flags(&h, &cfg);
+        if !show && !tracks_states {
+            return None;
+        }
+        let mut rec = PacketRecord::zeroed();
+        fill_record(&frame, &h, &mut rec);
+        Some((show, rec))
+    };
     let mut result = Ok(());
     loop {
         let pkt = match reader.next_packet() {
@@ -59,21 +75,10 @@ pub fn run_reader<R: Read>(
                 break;
             }
         };
-        let frame = SliceFrame { data: &pkt.data, wire_len: pkt.wire_len };
-        let Ok(h) = parse_headers(&frame, pkt.link) else { continue };
-        if !matches_endpoints(&h, &cfg, ports) {
-            continue;
-        }
-        if !hosts.is_empty() && !matches_hosts(&frame, &h, &hosts) {
-            continue;
-        }
-        let show = matches_flags(&h, &cfg);
-        if !show && !pipe.tracks_states() {
-            continue;
-        }
-        let mut rec = PacketRecord::zeroed();
-        fill_record(&frame, &h, &mut rec);
+        let rec = to_record(&pkt);
         let link = LinkInfo::from_frame(pkt.link, &pkt.data);
+        reader.recycle(pkt.data);
+        let Some((show, rec)) = rec else { continue };
         let mut flow = pipe.push(pkt.ts, states::timestamp_ns(pkt.ts), link, &rec, show).context("writing output")?;
         if let Some(r) = resolver.as_mut() {
             for ip in pipe.take_requests() {
