@@ -1,11 +1,31 @@
 //! Userspace decoding of ring-buffer bytes into records.
 
-use crate::record::{PacketRecord, RECORD_SIZE};
+use crate::record::{MAX_ROUTING, PacketRecord, RECORD_SIZE, ROUTING_HEAD};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
     #[error("record of {0} bytes, expected {RECORD_SIZE}")]
     Length(usize),
+    #[error("record of {0} bytes with a routing header of {1} bytes")]
+    RoutingLength(usize, usize),
+}
+
+/// Decodes a ring-buffer entry: a record, and the bytes of its frame's
+/// first IPv6 routing header (empty when it has none; see
+/// [`crate::RoutingTail`]). Every length is checked.
+pub fn decode_entry(bytes: &[u8]) -> Result<(PacketRecord, &[u8]), DecodeError> {
+    if bytes.len() == RECORD_SIZE {
+        return Ok((PacketRecord::from_bytes(bytes)?, &[]));
+    }
+    let Some(tail) = bytes.get(RECORD_SIZE..RECORD_SIZE + ROUTING_HEAD) else {
+        return Err(DecodeError::Length(bytes.len()));
+    };
+    let len = u16::from_ne_bytes([tail[0], tail[1]]) as usize;
+    if len == 0 || len > MAX_ROUTING || bytes.len() != RECORD_SIZE + ROUTING_HEAD + len {
+        return Err(DecodeError::RoutingLength(bytes.len(), len));
+    }
+    let rec = PacketRecord::from_bytes(&bytes[..RECORD_SIZE])?;
+    Ok((rec, &bytes[RECORD_SIZE + ROUTING_HEAD..]))
 }
 
 impl PacketRecord {
@@ -30,3 +50,36 @@ impl PacketRecord {
 }
 
 unsafe impl aya::Pod for PacketRecord {}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::vec::Vec;
+
+    use super::*;
+
+    #[test]
+    fn entries_with_and_without_a_routing_header() {
+        let mut rec = PacketRecord::zeroed();
+        rec.sport = 7;
+        let plain = rec.as_bytes().to_vec();
+        assert_eq!(decode_entry(&plain), Ok((rec, &[][..])));
+        let mut routed: Vec<u8> = plain.clone();
+        routed.extend_from_slice(&24u16.to_ne_bytes());
+        routed.extend_from_slice(&[0; 6]);
+        routed.extend((0..24).map(|i| i as u8));
+        let (r, rh) = decode_entry(&routed).unwrap();
+        assert_eq!((r, rh.len(), rh[23]), (rec, 24, 23));
+        // A length that does not match the entry's, zero, too long, or no tail.
+        assert_eq!(decode_entry(&routed[..routed.len() - 1]), Err(DecodeError::RoutingLength(175, 24)));
+        let mut zero = routed.clone();
+        zero[RECORD_SIZE..RECORD_SIZE + 2].copy_from_slice(&0u16.to_ne_bytes());
+        assert!(decode_entry(&zero).is_err());
+        let mut long = plain.clone();
+        long.extend_from_slice(&4000u16.to_ne_bytes());
+        long.extend(std::iter::repeat_n(0, 4006));
+        assert!(decode_entry(&long).is_err());
+        assert_eq!(decode_entry(&plain[..100]), Err(DecodeError::Length(100)));
+        assert_eq!(decode_entry(&routed[..150]), Err(DecodeError::Length(150)));
+    }
+}

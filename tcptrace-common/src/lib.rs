@@ -10,5 +10,8 @@ pub mod record;
 pub mod decode;
 
 pub use filter::{FilterConfig, PortBitmap};
-pub use parse::{Frame, Headers, LinkType, Skip, SliceFrame, fill_record, parse_frame, parse_headers};
-pub use record::{Direction, Malformed, PacketRecord, RecordKind};
+pub use parse::{
+    Frame, Headers, LinkType, Skip, SliceFrame, fill_record, fill_routing, parse_frame, parse_frame_routed,
+    parse_headers,
+};
+pub use record::{Direction, Malformed, PacketRecord, RecordKind, RoutedRecord, RoutingTail};

@@ -13,7 +13,7 @@
 
 use crate::{
     conn::{ConnKey, Segment},
-    record::{MAX_EXT, MAX_OPTIONS, Malformed, PacketRecord, RecordKind},
+    record::{MAX_EXT, MAX_OPTIONS, Malformed, PacketRecord, RecordKind, RoutedRecord, RoutingTail},
 };
 
 /// Read access to a frame's bytes.
@@ -26,6 +26,8 @@ pub trait Frame {
     fn load<const N: usize>(&self, off: u32) -> Option<[u8; N]>;
     /// Copies `len` (1..=40) bytes starting at `off` into the front of `out`.
     fn load_options(&self, off: u32, len: u32, out: &mut [u8; MAX_OPTIONS]) -> bool;
+    /// Copies `len` (1..=N) bytes starting at `off` into the front of `out`.
+    fn load_span<const N: usize>(&self, off: u32, len: u32, out: &mut [u8; N]) -> bool;
     /// Like [`Frame::load`], but straight into `out` (no copy on the stack).
     #[inline(always)]
     fn load_into<const N: usize>(&self, off: u32, out: &mut [u8; N]) -> bool {
@@ -70,6 +72,19 @@ impl Frame for SliceFrame<'_> {
     fn load_options(&self, off: u32, len: u32, out: &mut [u8; MAX_OPTIONS]) -> bool {
         let (off, len) = (off as usize, len as usize);
         if len == 0 || len > MAX_OPTIONS {
+            return false;
+        }
+        match self.data.get(off..off + len) {
+            Some(b) => {
+                out[..len].copy_from_slice(b);
+                true
+            }
+            None => false,
+        }
+    }
+    fn load_span<const N: usize>(&self, off: u32, len: u32, out: &mut [u8; N]) -> bool {
+        let (off, len) = (off as usize, len as usize);
+        if len == 0 || len > N {
             return false;
         }
         match self.data.get(off..off + len) {
@@ -476,11 +491,63 @@ pub fn fill_record<F: Frame>(f: &F, h: &Headers, r: &mut PacketRecord) {
     r.malformed = malformed as u8;
 }
 
+impl Headers {
+    /// Whether one of the IPv6 extension headers listed is a routing header.
+    #[inline(always)]
+    pub fn has_routing(&self) -> bool {
+        let e = self.ext;
+        self.ext_count != 0
+            && (e[0] == IPV6_ROUTING || e[1] == IPV6_ROUTING || e[2] == IPV6_ROUTING || e[3] == IPV6_ROUTING)
+    }
+}
+
+/// Copies the frame's first IPv6 routing header (of the extension headers
+/// listed in `h`) into `tail`, as far as it was captured: `tail.len` is the
+/// number of bytes copied, 0 when there is none. `h` must come from
+/// [`parse_headers`] on the same frame. The chain is walked again here
+/// rather than in the parse, where the kernel programs' verifier would walk
+/// every frame's states twice over (with and without a routing header
+/// found at each step).
+#[inline(always)]
+pub fn fill_routing<F: Frame>(f: &F, h: &Headers, tail: &mut RoutingTail) {
+    tail.len = 0;
+    if h.family != 6 {
+        return;
+    }
+    let mut off = h.l3_off + 40;
+    let n = if (h.ext_count as usize) < MAX_EXT { h.ext_count as usize } else { MAX_EXT };
+    for i in 0..MAX_EXT {
+        if i >= n {
+            return;
+        }
+        let Some(b) = f.load::<2>(off) else { return };
+        if h.ext[i] == IPV6_ROUTING {
+            let avail = f.cap_len().saturating_sub(off);
+            let len = (b[1] as u32 + 1) * 8;
+            let n = if len < avail { len } else { avail };
+            if f.load_span(off, n, &mut tail.bytes) {
+                tail.len = n as u16;
+            }
+            return;
+        }
+        off += if h.ext[i] == IPV6_FRAGMENT { 8 } else { (b[1] as u32 + 1) * 8 };
+    }
+}
+
 /// Both steps at once (userspace and tests).
 pub fn parse_frame<F: Frame>(f: &F, link_type: LinkType) -> Result<PacketRecord, Skip> {
     let h = parse_headers(f, link_type)?;
     let mut r = PacketRecord::zeroed();
     fill_record(f, &h, &mut r);
+    Ok(r)
+}
+
+/// [`parse_frame`] with the routing header's bytes (userspace and tests).
+pub fn parse_frame_routed<F: Frame>(f: &F, link_type: LinkType) -> Result<RoutedRecord, Skip> {
+    let h = parse_headers(f, link_type)?;
+    let mut r = RoutedRecord { rec: PacketRecord::zeroed(), tail: RoutingTail::empty() };
+    fill_record(f, &h, &mut r.rec);
+    fill_routing(f, &h, &mut r.tail);
     Ok(r)
 }
 
@@ -530,11 +597,11 @@ mod tests {
                 f[at] = match r % 4 {
                     0 => 0,
                     1 => 0xff,
-                    2 => base[at] ^ (1 << (r >> 8) % 8),
+                    2 => base[at] ^ (1 << ((r >> 8) % 8)),
                     _ => (r >> 16) as u8,
                 };
             }
-            if next(&mut state) % 4 == 0 {
+            if next(&mut state).is_multiple_of(4) {
                 f.truncate((next(&mut state) % 70) as usize);
             }
             let frame = SliceFrame::full(&f);

@@ -98,6 +98,52 @@ pub struct PacketRecord {
 const _: () = assert!(core::mem::size_of::<PacketRecord>() == RECORD_SIZE);
 const _: () = assert!(core::mem::align_of::<PacketRecord>() == 8);
 
+/// Longest IPv6 routing header: (255 + 1) * 8 bytes.
+pub const MAX_ROUTING: usize = 2048;
+
+/// Bytes of [`RoutingTail`] before its `bytes`.
+pub const ROUTING_HEAD: usize = 8;
+
+/// The bytes of the first IPv6 routing header of a frame, as far as they
+/// were captured. A record whose frame has one is followed by its tail in
+/// the same ring-buffer entry, cut after `len` bytes: the entry is
+/// `RECORD_SIZE + ROUTING_HEAD + len` bytes long (see [`RoutedRecord`]).
+/// Other records are [`RECORD_SIZE`] bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoutingTail {
+    /// Bytes of `bytes` that hold the header (at most [`MAX_ROUTING`]).
+    pub len: u16,
+    pub _pad: [u8; 6],
+    /// The header from its next-header byte on.
+    pub bytes: [u8; MAX_ROUTING],
+}
+
+const _: () = assert!(core::mem::size_of::<RoutingTail>() == ROUTING_HEAD + MAX_ROUTING);
+
+impl RoutingTail {
+    pub const fn empty() -> Self {
+        Self { len: 0, _pad: [0; 6], bytes: [0; MAX_ROUTING] }
+    }
+
+    /// The header's bytes that were captured (empty when there is none).
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes[..(self.len as usize).min(MAX_ROUTING)]
+    }
+}
+
+/// A record and its routing header, as built before being sent (the kernel
+/// builds it in per-CPU memory and sends its first bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoutedRecord {
+    pub rec: PacketRecord,
+    pub tail: RoutingTail,
+}
+
+const _: () = assert!(core::mem::size_of::<RoutedRecord>() == RECORD_SIZE + ROUTING_HEAD + MAX_ROUTING);
+const _: () = assert!(core::mem::align_of::<RoutedRecord>() == 8);
+
 impl PacketRecord {
     pub const fn zeroed() -> Self {
         Self {

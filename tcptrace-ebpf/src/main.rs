@@ -21,8 +21,8 @@ use tcptrace_common::{
     FilterConfig, Frame, LinkType, PacketRecord, PortBitmap, RecordKind, Skip,
     conn::{self, ConnKey, ConnState, Step},
     filter::{HostSet, matches_endpoints, matches_flags, matches_hosts},
-    parse::{Headers, conn_key, fill_record, parse_headers},
-    record::{Direction, MAX_OPTIONS, RECORD_SIZE, Stats, counter},
+    parse::{Headers, conn_key, fill_record, fill_routing, parse_headers},
+    record::{Direction, MAX_OPTIONS, RECORD_SIZE, ROUTING_HEAD, RoutedRecord, Stats, counter},
 };
 
 /// Records for userspace. Its size is set by the loader (`--buffer-size`).
@@ -238,6 +238,11 @@ impl<L: Fn() -> u32> Frame for LinearFrame<L> {
         }
         true
     }
+    /// Spans (a routing header) are read through the helpers: see [`Direct`].
+    #[inline(always)]
+    fn load_span<const N: usize>(&self, _off: u32, _len: u32, _out: &mut [u8; N]) -> bool {
+        false
+    }
 }
 
 /// Copies `N` bytes from the packet address `p` to `out`.
@@ -281,6 +286,10 @@ impl<L: Fn() -> u32, B: Frame, BF: Fn() -> B> Frame for Direct<'_, L, B, BF> {
     fn load_options(&self, off: u32, len: u32, out: &mut [u8; MAX_OPTIONS]) -> bool {
         self.linear.load_options(off, len, out) || (self.back)().load_options(off, len, out)
     }
+    #[inline(always)]
+    fn load_span<const N: usize>(&self, off: u32, len: u32, out: &mut [u8; N]) -> bool {
+        (self.back)().load_span(off, len, out)
+    }
 }
 
 impl<L: Fn() -> u32, B: Track, BF: Fn() -> B> Track for Direct<'_, L, B, BF> {
@@ -292,16 +301,26 @@ impl<L: Fn() -> u32, B: Track, BF: Fn() -> B> Track for Direct<'_, L, B, BF> {
     fn hosts(&self, h: &Headers) -> bool {
         (self.back)().hosts(h)
     }
+    #[inline(always)]
+    fn emit_routed(&self, h: &Headers, meta: u64) {
+        (self.back)().emit_routed(h, meta)
+    }
 }
 
-/// `len` if it is in 1..=40, re-read through a volatile load so that LLVM
+/// `len` if it is in 1..=40 (see [`verifier_bounded`]).
+#[inline(always)]
+fn verifier_bounded_len(len: u32) -> Option<u32> {
+    verifier_bounded::<MAX_OPTIONS>(len)
+}
+
+/// `len` if it is in 1..=N, re-read through a volatile load so that LLVM
 /// cannot replace the range check below with an equivalent test on another
 /// register (which the verifier could not connect to `len`).
 #[inline(always)]
-fn verifier_bounded_len(len: u32) -> Option<u32> {
+fn verifier_bounded<const N: usize>(len: u32) -> Option<u32> {
     // SAFETY: reading a local through a valid reference.
     let len = unsafe { core::ptr::read_volatile(&len) };
-    if len == 0 || len > MAX_OPTIONS as u32 { None } else { Some(len) }
+    if len == 0 || len > N as u32 { None } else { Some(len) }
 }
 
 /// An XDP frame read with `bpf_xdp_load_bytes`.
@@ -359,6 +378,11 @@ impl Frame for XdpFrame {
     fn load_into<const N: usize>(&self, off: u32, out: &mut [u8; N]) -> bool {
         unsafe { bpf_xdp_load_bytes(self.ctx, off, out.as_mut_ptr().cast(), N as u32) == 0 }
     }
+    #[inline(always)]
+    fn load_span<const N: usize>(&self, off: u32, len: u32, out: &mut [u8; N]) -> bool {
+        let Some(len) = verifier_bounded::<N>(len) else { return false };
+        unsafe { bpf_xdp_load_bytes(self.ctx, off, out.as_mut_ptr().cast(), len) == 0 }
+    }
 }
 
 /// A TC frame read with `bpf_skb_load_bytes` (linear and paged data alike).
@@ -402,17 +426,22 @@ impl Frame for SkbFrame {
     fn load_into<const N: usize>(&self, off: u32, out: &mut [u8; N]) -> bool {
         unsafe { bpf_skb_load_bytes(self.skb.cast(), off, out.as_mut_ptr().cast(), N as u32) == 0 }
     }
+    #[inline(always)]
+    fn load_span<const N: usize>(&self, off: u32, len: u32, out: &mut [u8; N]) -> bool {
+        let Some(len) = verifier_bounded::<N>(len) else { return false };
+        unsafe { bpf_skb_load_bytes(self.skb.cast(), off, out.as_mut_ptr().cast(), len) == 0 }
+    }
 }
 
-/// Each program parses, filters and emits one frame. It never fails: every
-/// outcome is counted.
-///
-/// The fast path: the headers are parsed through direct packet access on the
-/// linear area, which nearly always holds them all, and a frame that leaves
-/// no record (not TCP, filtered out, skipped) is counted and done with. Every
-/// other frame, and any whose headers go past the linear area, takes the
-/// full path through the helpers from the start, as if the fast path had
-/// not run.
+// Each program parses, filters and emits one frame. It never fails: every
+// outcome is counted.
+//
+// The fast path: the headers are parsed through direct packet access on the
+// linear area, which nearly always holds them all, and a frame that leaves
+// no record (not TCP, filtered out, skipped) is counted and done with. Every
+// other frame, and any whose headers go past the linear area, takes the
+// full path through the helpers from the start, as if the fast path had
+// not run.
 
 /// True when the frame leaves no record and was counted. Its decisions are
 /// those of [`trace_full`] on the same bytes: a parse that did not read past
@@ -511,25 +540,19 @@ fn trace_full<F: Frame + Track>(frame: &F, parsed: Option<Result<Headers, Skip>>
     } else {
         return;
     };
+    if headers.has_routing() {
+        // Rare, and sent with the routing header's bytes: see `emit_routed`.
+        frame.emit_routed(&headers, ifindex as u64 | (kind as u64) << 32 | (direction as u64) << 40);
+        return;
+    }
     let Some(mut entry) = EVENTS.reserve::<PacketRecord>(0) else {
         bump(stats, counter::RINGBUF_FULL);
         return;
     };
     let rec = entry.as_mut_ptr();
     // SAFETY: the entry is valid ring-buffer memory for one record, 8-byte
-    // aligned; every bit pattern is a valid record. Zeroed in place with
-    // word stores (volatile, so that LLVM does not make them a `memset`
-    // call: BPF's is a byte loop, 144 stores, a quarter of an emitted
-    // record's cost).
-    let rec = unsafe {
-        let words = rec.cast::<u64>();
-        let mut i = 0;
-        while i < RECORD_SIZE / 8 {
-            core::ptr::write_volatile(words.add(i), 0);
-            i += 1;
-        }
-        &mut *rec
-    };
+    // aligned; every bit pattern is a valid record.
+    let rec = unsafe { zeroed_record(rec) };
     let now = unsafe { bpf_ktime_get_boot_ns() };
     rec.ts_ns = now;
     rec.ifindex = ifindex;
@@ -544,11 +567,36 @@ fn trace_full<F: Frame + Track>(frame: &F, parsed: Option<Result<Headers, Skip>>
     }
 }
 
+/// Zeroes the record at `rec` in place with word stores (volatile, so that
+/// LLVM does not make them a `memset` call: BPF's is a byte loop, 144
+/// stores, a quarter of an emitted record's cost).
+///
+/// # Safety
+/// `rec` must be valid, 8-byte aligned memory for one record, not otherwise
+/// in use.
+#[inline(always)]
+unsafe fn zeroed_record<'a>(rec: *mut PacketRecord) -> &'a mut PacketRecord {
+    // SAFETY: the caller's; every bit pattern is a valid record.
+    unsafe {
+        let words = rec.cast::<u64>();
+        let mut i = 0;
+        while i < RECORD_SIZE / 8 {
+            core::ptr::write_volatile(words.add(i), 0);
+            i += 1;
+        }
+        &mut *rec
+    }
+}
+
 /// The connection tracking of a frame type, behind a global BPF function.
 trait Track {
     fn track(&self, h: &Headers) -> bool;
     /// Whether the segment comes from or goes to a `--host`/`--net` entry.
     fn hosts(&self, h: &Headers) -> bool;
+    /// Sends the record of a frame with a routing header (see
+    /// [`emit_routed`]); `meta` is the interface index, the kind << 32 and
+    /// the direction << 40.
+    fn emit_routed(&self, h: &Headers, meta: u64);
 }
 
 impl Track for SkbFrame {
@@ -560,6 +608,10 @@ impl Track for SkbFrame {
     fn hosts(&self, h: &Headers) -> bool {
         tcptrace_hosts_skb(self.skb, h)
     }
+    #[inline(always)]
+    fn emit_routed(&self, h: &Headers, meta: u64) {
+        tcptrace_routed_skb(self.skb, h, meta);
+    }
 }
 
 impl Track for XdpFrame {
@@ -570,6 +622,10 @@ impl Track for XdpFrame {
     #[inline(always)]
     fn hosts(&self, h: &Headers) -> bool {
         tcptrace_hosts_xdp(self.ctx, h)
+    }
+    #[inline(always)]
+    fn emit_routed(&self, h: &Headers, meta: u64) {
+        tcptrace_routed_xdp(self.ctx, h, meta);
     }
 }
 
@@ -642,6 +698,10 @@ impl<B: Frame> Frame for LinearFirst<B> {
     #[inline(always)]
     fn load_options(&self, off: u32, len: u32, out: &mut [u8; MAX_OPTIONS]) -> bool {
         self.back.load_options(off, len, out)
+    }
+    #[inline(always)]
+    fn load_span<const N: usize>(&self, off: u32, len: u32, out: &mut [u8; N]) -> bool {
+        self.back.load_span(off, len, out)
     }
 }
 
@@ -724,6 +784,67 @@ fn track<F: Frame>(frame: &F, h: &Headers) -> bool {
             }
         }
     }
+}
+
+/// Per CPU: where the record of a frame with an IPv6 routing header is
+/// built, with the header's bytes, before it is copied into `EVENTS` (its
+/// size depends on the header's, which a reservation cannot).
+#[map]
+static ROUTED: PerCpuArray<RoutedRecord> = PerCpuArray::with_max_entries(1, 0);
+
+/// [`emit_routed`] for TC programs. `h` must point to the frame's headers.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn tcptrace_routed_skb(skb: *mut __sk_buff, h: *const Headers, meta: u64) -> bool {
+    given(h).is_some_and(|h| emit_routed(&SkbFrame::of(skb), h, meta))
+}
+
+/// [`emit_routed`] for the XDP program.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn tcptrace_routed_xdp(ctx: *mut xdp_md, h: *const Headers, meta: u64) -> bool {
+    given(h).is_some_and(|h| emit_routed(&XdpFrame::of(ctx), h, meta))
+}
+
+/// Sends the record of a frame with an IPv6 routing header, followed by the
+/// header's bytes ([`RoutedRecord`], cut after them): built in `ROUTED`,
+/// then copied with `bpf_ringbuf_output`, which takes a size known only at
+/// run time, as a reservation cannot. A global function (see [`track`]'s),
+/// verified once, apart from the parse; it reads the frame through the
+/// helpers, whose copies take less of the stack its caller leaves it than
+/// direct reads did. True when the record was sent.
+#[inline(always)]
+fn emit_routed<F: Frame>(frame: &F, h: &Headers, meta: u64) -> bool {
+    let Some(stats) = stats() else { return false };
+    let Some(r) = ROUTED.get_ptr_mut(0) else { return false };
+    // SAFETY: this CPU's slot, used only by this program while it runs.
+    let rec = unsafe { zeroed_record(&raw mut (*r).rec) };
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    rec.ts_ns = now;
+    rec.ifindex = meta as u32;
+    rec.direction = (meta >> 40) as u8;
+    fill_record(frame, h, rec);
+    rec.kind = (meta >> 32) as u8;
+    let malformed = rec.malformed;
+    // SAFETY: as above.
+    let r = unsafe { &mut *r };
+    fill_routing(frame, h, &mut r.tail);
+    let Some(size) = verifier_bounded::<{ core::mem::size_of::<RoutedRecord>() }>(
+        (RECORD_SIZE + ROUTING_HEAD) as u32 + r.tail.len as u32,
+    ) else {
+        return false;
+    };
+    // SAFETY: `size` bytes of the slot (bounded just above).
+    let bytes = unsafe { core::slice::from_raw_parts((r as *const RoutedRecord).cast::<u8>(), size as usize) };
+    if EVENTS.output::<[u8]>(bytes, wakeup_flags(now, filter())).is_err() {
+        bump(stats, counter::RINGBUF_FULL);
+        return false;
+    }
+    bump(stats, counter::EMITTED);
+    if malformed != 0 {
+        bump_malformed(stats, malformed);
+    }
+    true
 }
 
 #[xdp]

@@ -7,7 +7,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use aya::maps::{MapData, RingBuf};
-use tcptrace_common::{PacketRecord, RecordKind};
+use tcptrace_common::{PacketRecord, RecordKind, decode::decode_entry};
 use tokio::{
     io::{Interest, unix::AsyncFd},
     signal::unix::{SignalKind, signal},
@@ -89,15 +89,16 @@ fn drain_ring(rb: &mut RingBuf<MapData>, pipe: &mut Pipeline<BoxWrite<'static>>)
         && let Some(item) = rb.next()
     {
         n += 1;
-        let rec = PacketRecord::from_bytes(&item).context("ring buffer record")?;
-        drop(item);
+        let (rec, routing) = decode_entry(&item).context("ring buffer record")?;
         let show = match RecordKind::try_from(rec.kind) {
             Ok(RecordKind::Packet) => true,
             Ok(RecordKind::StateOnly) => false,
             Err(k) => anyhow::bail!("ring buffer record of unknown kind {k}"),
         };
         let ts = clock.to_timestamp(rec.ts_ns);
-        if pipe.push(ts, rec.ts_ns as i64, LinkInfo::None, &rec, show)? == Flow::Stop {
+        let flow = pipe.push(ts, rec.ts_ns as i64, LinkInfo::None, &rec, routing, show)?;
+        drop(item);
+        if flow == Flow::Stop {
             return Ok((Flow::Stop, n));
         }
     }

@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 
 use anyhow::Context;
 use tcptrace_common::{
-    FilterConfig, PacketRecord, SliceFrame, fill_record,
+    FilterConfig, PacketRecord, RoutingTail, SliceFrame, fill_record, fill_routing,
     filter::{matches_endpoints, matches_flags, matches_hosts},
     parse_headers,
 };
@@ -50,8 +50,10 @@ pub fn run_reader<R: Read>(
     let mut pipe = Pipeline::new(args, text, pcap, TimeBase::Realtime);
     let mut resolver = pipe.resolves_names().then(|| Resolver::new(1));
     let tracks_states = pipe.tracks_states();
-    // The record of a frame that leaves one, and whether its line is shown.
-    let to_record = |pkt: &Packet| -> Option<(bool, PacketRecord)> {
+    // The record of a frame that leaves one, and whether its line is shown;
+    // its routing header's bytes go to `tail`.
+    let mut tail = Box::new(RoutingTail::empty());
+    let to_record = |pkt: &Packet, tail: &mut RoutingTail| -> Option<(bool, PacketRecord)> {
         let frame = SliceFrame { data: &pkt.data, wire_len: pkt.wire_len };
         let h = parse_headers(&frame, pkt.link).ok()?;
         if !matches_endpoints(&h, &cfg, ports) || (!hosts.is_empty() && !matches_hosts(&frame, &h, &hosts)) {
@@ -63,6 +65,7 @@ pub fn run_reader<R: Read>(
         }
         let mut rec = PacketRecord::zeroed();
         fill_record(&frame, &h, &mut rec);
+        fill_routing(&frame, &h, tail);
         Some((show, rec))
     };
     let mut result = Ok(());
@@ -75,11 +78,13 @@ pub fn run_reader<R: Read>(
                 break;
             }
         };
-        let rec = to_record(&pkt);
+        let rec = to_record(&pkt, &mut tail);
         let link = LinkInfo::from_frame(pkt.link, &pkt.data);
         reader.recycle(pkt.data);
         let Some((show, rec)) = rec else { continue };
-        let mut flow = pipe.push(pkt.ts, states::timestamp_ns(pkt.ts), link, &rec, show).context("writing output")?;
+        let routing = tail.bytes();
+        let mut flow =
+            pipe.push(pkt.ts, states::timestamp_ns(pkt.ts), link, &rec, routing, show).context("writing output")?;
         if let Some(r) = resolver.as_mut() {
             for ip in pipe.take_requests() {
                 r.request(ip);

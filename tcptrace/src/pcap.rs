@@ -57,21 +57,25 @@ const MAX_EXT_WRITTEN: usize = 16;
 /// - IPv6 extension headers become headers of the listed types whose lengths
 ///   add up to `l4_off - 40`: hop-by-hop and destination options padded with
 ///   PadN, a fragment header holding the record's fragment field (and id 0),
-///   a type 0 routing header with segments left 0 (and `::` addresses).
+///   the first routing header as it was (`routing`, its bytes as captured),
+///   any other one as type 0 with segments left 0 (and `::` addresses).
 ///   Headers beyond the [`MAX_EXT`] listed are written as destination
-///   options. Fragment headers are 8 bytes; the other headers are 8 bytes,
-///   except the last ones, which take the rest.
+///   options. Fragment headers are 8 bytes, the first routing header its own
+///   length; the other headers are 8 bytes, except the last ones, which take
+///   the rest.
 /// - The TCP checksum is computed over the pseudo-header and the TCP header
 ///   as written: the right checksum for a segment without payload, a wrong
 ///   one otherwise (the payload is not written, and tcpdump only checks a
-///   checksum when the whole segment was captured).
-pub fn reconstruct(rec: &PacketRecord, out: &mut Vec<u8>) {
+///   checksum when the whole segment was captured). Behind a routing header
+///   of type 0 or 2 the pseudo-header has its last address, the final
+///   destination, as the sender's had.
+pub fn reconstruct(rec: &PacketRecord, routing: &[u8], out: &mut Vec<u8>) {
     let start = out.len();
     let l4 = rec.l4_off as usize;
     if rec.family == 4 {
         ipv4_header(rec, out);
     } else {
-        ipv6_headers(rec, out);
+        ipv6_headers(rec, routing, out);
     }
     // The TCP header starts where the record says it does.
     out.resize(start + l4, 0);
@@ -87,7 +91,7 @@ pub fn reconstruct(rec: &PacketRecord, out: &mut Vec<u8>) {
     out.extend_from_slice(&[0, 0]); // checksum, below
     out.extend_from_slice(&rec.urg_ptr.to_be_bytes());
     out.extend_from_slice(rec.options());
-    let sum = tcp_checksum(rec, &out[tcp..]);
+    let sum = tcp_checksum(rec, final_destination(routing), &out[tcp..]);
     out[tcp + 16..tcp + 18].copy_from_slice(&sum.to_be_bytes());
     let known = out.len() - start;
     out.truncate(start + known.min(rec.l3_cap_len as usize));
@@ -112,18 +116,30 @@ fn ipv4_header(rec: &PacketRecord, out: &mut Vec<u8>) {
     out[start + 10..start + 12].copy_from_slice(&sum.to_be_bytes());
 }
 
-fn ipv6_headers(rec: &PacketRecord, out: &mut Vec<u8>) {
+/// The address a TCP checksum's pseudo-header has behind the routing header
+/// `rh` (tcpdump's `ip6_finddst`): the last one listed by a type 0 or 2
+/// header of even length.
+fn final_destination(rh: &[u8]) -> Option<[u8; 16]> {
+    crate::format::routing_addrs(rh).filter(|_| matches!(rh.get(2), Some(0 | 2))).last()
+}
+
+fn ipv6_headers(rec: &PacketRecord, routing: &[u8], out: &mut Vec<u8>) {
     let n = (rec.ext_count as usize).min(MAX_EXT_WRITTEN);
     let mut types = [IPV6_DSTOPTS; MAX_EXT_WRITTEN];
     let listed = n.min(MAX_EXT);
     types[..listed].copy_from_slice(&rec.ext[..listed]);
     let types = &types[..n];
+    // The first routing header, written as it was, at its own length.
+    let real_rh = types.iter().position(|&t| t == IPV6_ROUTING).filter(|_| routing.len() >= 2);
     // Lengths: 8 bytes each, the rest of l4_off - 40 to the last headers
     // that can be longer (not fragment headers), in 8-byte units.
     let mut lens = [8usize; MAX_EXT_WRITTEN];
-    let mut rest = (rec.l4_off as usize).saturating_sub(40).saturating_sub(8 * n) & !7;
+    if let Some(i) = real_rh {
+        lens[i] = (routing[1] as usize + 1) * 8;
+    }
+    let mut rest = (rec.l4_off as usize).saturating_sub(40).saturating_sub(lens[..n].iter().sum()) & !7;
     for i in (0..n).rev() {
-        if types[i] != IPV6_FRAGMENT {
+        if types[i] != IPV6_FRAGMENT && Some(i) != real_rh {
             let add = rest.min(MAX_EXT_HDR - 8);
             lens[i] += add;
             rest -= add;
@@ -145,6 +161,11 @@ fn ipv6_headers(rec: &PacketRecord, out: &mut Vec<u8>) {
                 out.push(0);
                 out.extend_from_slice(&rec.ip_frag.to_be_bytes());
                 out.extend_from_slice(&[0; 4]); // identification
+            }
+            IPV6_ROUTING if Some(i) == real_rh => {
+                // As captured (the rest, cut from the file, as zeros).
+                out.extend_from_slice(&routing[1..routing.len().min(len)]);
+                out.resize(start + len, 0);
             }
             IPV6_ROUTING => {
                 // Type 0, segments left 0, reserved, then addresses (zeros).
@@ -195,12 +216,12 @@ fn fold(mut acc: u32) -> u16 {
 
 /// The TCP checksum of `tcp` (the header as written) with the pseudo-header
 /// of `rec` (the TCP length from the IP header).
-fn tcp_checksum(rec: &PacketRecord, tcp: &[u8]) -> u16 {
+fn tcp_checksum(rec: &PacketRecord, final_dst: Option<[u8; 16]>, tcp: &[u8]) -> u16 {
     let seg_len = rec.tcp_seg_len();
     let mut acc = if rec.family == 4 {
         sum16(0, &rec.src[..4]) + sum16(0, &rec.dst[..4]) + (seg_len & 0xffff)
     } else {
-        sum16(0, &rec.src) + sum16(0, &rec.dst) + (seg_len >> 16) + (seg_len & 0xffff)
+        sum16(0, &rec.src) + sum16(0, &final_dst.unwrap_or(rec.dst)) + (seg_len >> 16) + (seg_len & 0xffff)
     };
     acc += IPPROTO_TCP as u32;
     !fold(sum16(fold(acc) as u32, tcp))
@@ -240,9 +261,11 @@ impl<W: Write> PcapSink<W> {
     }
 
     /// Writes one record. `Ok(false)` once the reader has gone away.
-    pub fn write(&mut self, ts: Timestamp, rec: &PacketRecord) -> io::Result<bool> {
+    /// `routing`: the bytes of the frame's first IPv6 routing header (empty
+    /// when none).
+    pub fn write(&mut self, ts: Timestamp, rec: &PacketRecord, routing: &[u8]) -> io::Result<bool> {
         self.frame.clear();
-        reconstruct(rec, &mut self.frame);
+        reconstruct(rec, routing, &mut self.frame);
         let frac = match (ts.nanos, self.nano) {
             (false, true) => ts.frac.wrapping_mul(1000),
             (true, false) => ts.frac / 1000,
@@ -329,25 +352,29 @@ pub fn outputs<'a>(
 
 #[cfg(test)]
 mod tests {
-    use tcptrace_common::{LinkType, SliceFrame, parse_frame};
+    use tcptrace_common::{LinkType, SliceFrame, parse_frame, parse_frame_routed};
 
     use super::*;
 
     const IPV6_HOPOPTS: u8 = 0;
 
     /// Parses `frame` cut at `cap`, writes the record, parses that again:
-    /// the same record, but for the payload bytes, which are not written.
+    /// the same record and routing header, but for the payload bytes, which
+    /// are not written.
     fn roundtrip(frame: &[u8], cap: usize) {
         let data = &frame[..cap.min(frame.len())];
         // A cut before the TCP header leaves no record at all.
-        let Ok(mut orig) = parse_frame(&SliceFrame { data, wire_len: frame.len() as u32 }, LinkType::RawIp) else {
+        let Ok(mut orig) = parse_frame_routed(&SliceFrame { data, wire_len: frame.len() as u32 }, LinkType::RawIp)
+        else {
             return;
         };
         let mut out = Vec::new();
-        reconstruct(&orig, &mut out);
-        let back = parse_frame(&SliceFrame { data: &out, wire_len: orig.l3_wire_len }, LinkType::RawIp).unwrap();
-        orig.l3_cap_len = orig.l3_cap_len.min(out.len() as u32);
-        assert_eq!(back, orig, "record changed through the pcap writer (cut at {cap})");
+        reconstruct(&orig.rec, orig.tail.bytes(), &mut out);
+        let back =
+            parse_frame_routed(&SliceFrame { data: &out, wire_len: orig.rec.l3_wire_len }, LinkType::RawIp).unwrap();
+        orig.rec.l3_cap_len = orig.rec.l3_cap_len.min(out.len() as u32);
+        assert_eq!(back.rec, orig.rec, "record changed through the pcap writer (cut at {cap})");
+        assert_eq!(back.tail.bytes(), orig.tail.bytes(), "routing header changed (cut at {cap})");
     }
 
     fn ipv4_syn(ihl: usize) -> Vec<u8> {
@@ -374,7 +401,7 @@ mod tests {
             }
             let rec = parse_frame(&SliceFrame::full(&p), LinkType::RawIp).unwrap();
             let mut out = Vec::new();
-            reconstruct(&rec, &mut out);
+            reconstruct(&rec, &[], &mut out);
             assert_eq!(out.len(), ihl + 32, "headers only");
             assert_eq!(fold(sum16(0, &out[..ihl])), 0xffff, "IPv4 header checksum");
         }
@@ -387,7 +414,7 @@ mod tests {
         p[2..4].copy_from_slice(&52u16.to_be_bytes());
         let rec = parse_frame(&SliceFrame::full(&p), LinkType::RawIp).unwrap();
         let mut out = Vec::new();
-        reconstruct(&rec, &mut out);
+        reconstruct(&rec, &[], &mut out);
         let mut acc = sum16(0, &out[12..20]) + 6 + 32;
         acc = sum16(fold(acc) as u32, &out[20..]);
         assert_eq!(fold(acc), 0xffff);
@@ -435,6 +462,64 @@ mod tests {
         }
     }
 
+    /// `exts` with the body of the first routing header given.
+    fn ipv6_with_routing(exts: &[(u8, usize)], rh_body: &[u8]) -> Vec<u8> {
+        let mut p = ipv6_with(exts);
+        let at = 40 + exts.iter().take_while(|e| e.0 != IPV6_ROUTING).map(|e| e.1).sum::<usize>();
+        p[at + 2..at + 2 + rh_body.len()].copy_from_slice(rh_body);
+        p
+    }
+
+    /// A segment routing header (type 4), three segments, a tag and flags.
+    fn srh_body() -> Vec<u8> {
+        let mut b = vec![4, 1, 2, 0x80, 0xbe, 0xef];
+        for last in [0xa, 0xb, 0xc] {
+            b.extend_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, last]);
+        }
+        b
+    }
+
+    #[test]
+    fn routing_headers_are_written_as_they_were() {
+        let srh = srh_body();
+        for exts in [&[(IPV6_ROUTING, 56)][..], &[(IPV6_HOPOPTS, 8), (IPV6_ROUTING, 56), (IPV6_FRAGMENT, 8)]] {
+            let p = ipv6_with_routing(exts, &srh);
+            let l4 = 40 + exts.iter().map(|e| e.1).sum::<usize>();
+            let rh = 40 + exts.iter().take_while(|e| e.0 != IPV6_ROUTING).map(|e| e.1).sum::<usize>();
+            for cap in [rh + 4, rh + 10, rh + 30, l4, l4 + 20, p.len()] {
+                roundtrip(&p, cap);
+            }
+            let orig = parse_frame_routed(&SliceFrame::full(&p), LinkType::RawIp).unwrap();
+            let mut out = Vec::new();
+            reconstruct(&orig.rec, orig.tail.bytes(), &mut out);
+            assert_eq!(&out[rh..rh + 56], &p[rh..rh + 56], "the routing header is the original's");
+        }
+    }
+
+    /// Behind a type 0 or 2 routing header the checksum's pseudo-header has
+    /// the header's last address (tcpdump -vv then says the checksum is
+    /// right, as it does for the original).
+    #[test]
+    fn checksum_uses_the_final_destination() {
+        let final_dst = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x77];
+        for ty in [0u8, 2, 4] {
+            let mut body = vec![ty, 1, 0, 0, 0, 0];
+            body.extend_from_slice(&final_dst);
+            let mut p = ipv6_with_routing(&[(IPV6_ROUTING, 24)], &body);
+            p.truncate(p.len() - 6); // no payload: the 24-byte TCP header alone
+            let plen = (p.len() - 40) as u16;
+            p[4..6].copy_from_slice(&plen.to_be_bytes());
+            let orig = parse_frame_routed(&SliceFrame::full(&p), LinkType::RawIp).unwrap();
+            let mut out = Vec::new();
+            reconstruct(&orig.rec, orig.tail.bytes(), &mut out);
+            let tcp = &out[64..];
+            let dst = if ty == 4 { &out[24..40] } else { &final_dst[..] };
+            let mut acc = sum16(0, &out[8..24]) + sum16(0, dst) + 6 + tcp.len() as u32;
+            acc = sum16(fold(acc) as u32, tcp);
+            assert_eq!(fold(acc), 0xffff, "type {ty}");
+        }
+    }
+
     #[test]
     fn pcap_records() {
         let p = ipv4_syn(20);
@@ -442,7 +527,7 @@ mod tests {
         let mut buf = Vec::new();
         {
             let mut sink = PcapSink::new(&mut buf, false, "x").unwrap();
-            assert!(sink.write(Timestamp::nanos(1_700_000_000, 123_456_789), &rec).unwrap());
+            assert!(sink.write(Timestamp::nanos(1_700_000_000, 123_456_789), &rec, &[]).unwrap());
             sink.finish().unwrap();
         }
         assert_eq!(buf.len(), 24 + 16 + 52);

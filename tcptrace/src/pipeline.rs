@@ -58,6 +58,8 @@ struct Pending {
     ns: i64,
     link: LinkInfo,
     rec: PacketRecord,
+    /// Its routing header's bytes (see [`Pipeline::push`]).
+    routing: Vec<u8>,
     show: bool,
 }
 
@@ -179,14 +181,24 @@ impl<W: Write> Pipeline<W> {
     }
 
     /// Takes a record: `show` prints its packet line; every record goes to the
-    /// state tracker. `ts` is its wall-clock time, `ns` its clock value.
-    pub fn push(&mut self, ts: Timestamp, ns: i64, link: LinkInfo, rec: &PacketRecord, show: bool) -> io::Result<Flow> {
+    /// state tracker. `ts` is its wall-clock time, `ns` its clock value,
+    /// `routing` the bytes of its frame's first IPv6 routing header (empty
+    /// when none; see [`tcptrace_common::RoutingTail`]).
+    pub fn push(
+        &mut self,
+        ts: Timestamp,
+        ns: i64,
+        link: LinkInfo,
+        rec: &PacketRecord,
+        routing: &[u8],
+        show: bool,
+    ) -> io::Result<Flow> {
         if self.stopped {
             return Ok(Flow::Stop);
         }
         let before = self.requests.len();
         if show {
-            self.requests.extend(self.fmt.unresolved(rec));
+            self.requests.extend(self.fmt.unresolved(rec, routing));
             // Both addresses may be the same one.
             if self.requests.len() == before + 2 && self.requests[before] == self.requests[before + 1] {
                 self.requests.pop();
@@ -196,10 +208,10 @@ impl<W: Write> Pipeline<W> {
         let waits = self.requests.len() != before;
         if self.queue.is_empty() && !waits {
             // Nothing waits before it and it waits for nothing: no queueing.
-            self.emit(ts, ns, link, rec, show)?;
+            self.emit(ts, ns, link, rec, routing, show)?;
             return Ok(if self.stopped { Flow::Stop } else { Flow::Go });
         }
-        self.queue.push_back(Pending { ts, ns, link, rec: *rec, show });
+        self.queue.push_back(Pending { ts, ns, link, rec: *rec, routing: routing.to_vec(), show });
         self.drain()
     }
 
@@ -243,24 +255,32 @@ impl<W: Write> Pipeline<W> {
                 self.queue.clear();
                 break;
             }
-            if p.show && self.fmt.unresolved(&p.rec).next().is_some() {
+            if p.show && self.fmt.unresolved(&p.rec, &p.routing).next().is_some() {
                 break;
             }
             let Some(p) = self.queue.pop_front() else { break };
-            self.emit(p.ts, p.ns, p.link, &p.rec, p.show)?;
+            self.emit(p.ts, p.ns, p.link, &p.rec, &p.routing, p.show)?;
         }
         Ok(if self.stopped { Flow::Stop } else { Flow::Go })
     }
 
     /// Writes what one record gives (packet line or pcap record, state
     /// lines), now.
-    fn emit(&mut self, ts: Timestamp, ns: i64, link: LinkInfo, rec: &PacketRecord, show: bool) -> io::Result<()> {
+    fn emit(
+        &mut self,
+        ts: Timestamp,
+        ns: i64,
+        link: LinkInfo,
+        rec: &PacketRecord,
+        routing: &[u8],
+        show: bool,
+    ) -> io::Result<()> {
         if self.stopped {
             return Ok(());
         }
         self.line.clear();
         if let (true, Some(pcap)) = (show, self.pcap.as_mut()) {
-            if !pcap.write(ts, rec)? {
+            if !pcap.write(ts, rec, routing)? {
                 self.stopped = true;
                 return Ok(());
             }
@@ -270,11 +290,11 @@ impl<W: Write> Pipeline<W> {
             }
         } else if show && self.json {
             self.scratch.clear();
-            self.fmt.write_packet_link(ts, link, rec, &mut self.scratch);
+            self.fmt.write_packet_link(ts, link, rec, routing, &mut self.scratch);
             let text = String::from_utf8_lossy(&self.scratch);
             crate::json::write_packet(ts, rec, &text, &mut self.line);
         } else if show {
-            self.fmt.write_packet_link(ts, link, rec, &mut self.line);
+            self.fmt.write_packet_link(ts, link, rec, routing, &mut self.line);
         }
         if let Some(st) = self.states.as_mut() {
             put_events(
@@ -347,7 +367,7 @@ impl<W: Write> Pipeline<W> {
     /// record's time), tcpdump's trailing empty line when `interrupted`, flush.
     pub fn finish(&mut self, now_ns: Option<i64>, interrupted: bool) -> io::Result<()> {
         while let Some(p) = self.queue.front() {
-            let unresolved: Vec<IpAddr> = self.fmt.unresolved(&p.rec).collect();
+            let unresolved: Vec<IpAddr> = self.fmt.unresolved(&p.rec, &p.routing).collect();
             for ip in unresolved {
                 self.fmt.set_host_name(ip, None);
             }

@@ -37,7 +37,7 @@ use tcptrace::{
     pipeline::{Pipeline, TimeBase},
 };
 use tcptrace_common::{
-    LinkType, PacketRecord, SliceFrame, fill_record, parse_frame, parse_headers,
+    LinkType, PacketRecord, SliceFrame, fill_record, parse_frame, parse_frame_routed, parse_headers,
     record::{MAX_OPTIONS, RECORD_SIZE},
 };
 
@@ -455,7 +455,13 @@ fn fuzz_frame_parser() {
                 rec
             });
             prop_assert_eq!(&got, &split);
+            let routed = parse_frame_routed(&frame, link);
+            prop_assert_eq!(&got, &routed.map(|r| r.rec));
             let Ok(rec) = got else { continue };
+            let routed = parse_frame_routed(&frame, link).unwrap();
+            let routing = routed.tail.bytes();
+            prop_assert!(routing.is_empty() || rec.ext[..rec.ext_count.min(4) as usize].contains(&43));
+            prop_assert!(routing.len() <= data.len());
             prop_assert!(rec.l3_cap_len as usize <= data.len());
             prop_assert!(rec.opt_len as usize <= MAX_OPTIONS);
             prop_assert!(rec.family == 4 || rec.family == 6);
@@ -463,7 +469,7 @@ fn fuzz_frame_parser() {
             let f = &mut fmts[(r % 8) as usize];
             let ts = Timestamp::micros((r >> 8) as i64 % 4_000_000_000, (r >> 40) % 1_100_000);
             let mut out = Vec::new();
-            f.write_packet_link(ts, LinkInfo::from_frame(link, &data), &rec, &mut out);
+            f.write_packet_link(ts, LinkInfo::from_frame(link, &data), &rec, routing, &mut out);
             prop_assert!(out.ends_with(b"\n"));
             let line = String::from_utf8_lossy(&out).into_owned();
             let mut json = Vec::new();
@@ -471,7 +477,7 @@ fn fuzz_frame_parser() {
             let v: serde_json::Value = serde_json::from_slice(&json).map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(v["type"].as_str(), Some("packet"));
             let mut pkt = Vec::new();
-            tcptrace::pcap::reconstruct(&rec, &mut pkt);
+            tcptrace::pcap::reconstruct(&rec, routing, &mut pkt);
         }
         Ok(())
     });
@@ -527,6 +533,10 @@ fn fuzz_records_through_pipeline() {
         for ((bytes, tame), ns, show, link) in recs {
             let rec = PacketRecord::from_bytes(&bytes);
             prop_assert_eq!(rec.is_ok(), bytes.len() == RECORD_SIZE);
+            if let Ok((r, rh)) = tcptrace_common::decode::decode_entry(&bytes) {
+                prop_assert_eq!(rh.len() + RECORD_SIZE + 8 * usize::from(!rh.is_empty()), bytes.len());
+                prop_assert_eq!(r.as_bytes(), &bytes[..RECORD_SIZE]);
+            }
             let Ok(mut rec) = rec else { continue };
             prop_assert_eq!(&rec.as_bytes()[..], &bytes[..]);
             if let Some((s, d, sp, dp, flags, seq, ack)) = tame {
@@ -549,7 +559,10 @@ fn fuzz_records_through_pipeline() {
             } else {
                 LinkInfo::Sll2 { ifindex: link as u32 >> 1, pkttype: link }
             };
-            pipe.push(ts, ns_base, li, &rec, show).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            // Any bytes as a routing header: the formatter and the pcap
+            // writer read only what is there.
+            let routing = &bytes[..(link as usize % 80).min(bytes.len())];
+            pipe.push(ts, ns_base, li, &rec, routing, show).map_err(|e| TestCaseError::fail(e.to_string()))?;
             if link > 250 {
                 pipe.tick(now).map_err(|e| TestCaseError::fail(e.to_string()))?;
             }

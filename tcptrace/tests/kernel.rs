@@ -12,8 +12,9 @@ use support::frames::{self, Rng, Tcp};
 use tcptrace::loader::{Counters, Sizes, TC_EGRESS_PROG, TC_INGRESS_PROG, Tracer, XDP_PROG};
 use tcptrace_common::{
     FilterConfig, LinkType, PacketRecord, PortBitmap, RecordKind, Skip, SliceFrame,
+    decode::decode_entry,
     filter::HostSet,
-    parse_frame,
+    parse_frame, parse_frame_routed,
     record::{Direction, flags},
 };
 
@@ -47,6 +48,11 @@ impl Harness {
     /// unchanged; returns the records it emitted, or `None` when the kernel
     /// refuses to build a test skb (see [`tc_test_run_refuses`]).
     fn try_run(&mut self, prog: &'static str, frame: &[u8]) -> Option<Vec<PacketRecord>> {
+        self.try_run_routed(prog, frame).map(|v| v.into_iter().map(|(r, _)| r).collect())
+    }
+
+    /// [`Harness::try_run`] with each record's routing-header bytes.
+    fn try_run_routed(&mut self, prog: &'static str, frame: &[u8]) -> Option<Vec<(PacketRecord, Vec<u8>)>> {
         let mut out = vec![0u8; frame.len() + 256];
         let opts = TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ..Default::default() };
         let (res, pass) = if prog == XDP_PROG {
@@ -65,7 +71,8 @@ impl Harness {
         assert_eq!(&out[..res.data_size_out as usize], frame, "{prog} changed the frame");
         let mut recs = Vec::new();
         while let Some(item) = self.events.next() {
-            recs.push(PacketRecord::from_bytes(&item).expect("record size"));
+            let (rec, routing) = decode_entry(&item).expect("entry size");
+            recs.push((rec, routing.to_vec()));
         }
         Some(recs)
     }
@@ -106,18 +113,19 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Runs every program on `frame` and checks it against the userspace parser.
-/// Returns how many programs ran.
+/// Runs every program on `frame` and checks it against the userspace parser
+/// (the record and the routing header's bytes). Returns how many programs ran.
 fn check_frame(h: &mut Harness, name: &str, frame: &[u8]) -> u64 {
-    let expected = parse_frame(&SliceFrame::full(frame), LinkType::Ethernet).ok();
+    let expected = parse_frame_routed(&SliceFrame::full(frame), LinkType::Ethernet).ok();
     let mut ran = 0;
     for prog in [XDP_PROG, TC_INGRESS_PROG, TC_EGRESS_PROG] {
-        let Some(recs) = h.try_run(prog, frame) else { continue };
+        let Some(recs) = h.try_run_routed(prog, frame) else { continue };
         ran += 1;
         match &expected {
             Some(e) => {
                 assert_eq!(recs.len(), 1, "{name}: {prog} emitted {} records", recs.len());
-                assert_eq!(comparable(recs[0], prog), *e, "{name}: {prog} record differs from userspace parser");
+                assert_eq!(comparable(recs[0].0, prog), e.rec, "{name}: {prog} record differs from userspace parser");
+                assert_eq!(recs[0].1, e.tail.bytes(), "{name}: {prog} routing header differs from userspace parser");
             }
             None => assert!(recs.is_empty(), "{name}: {prog} emitted a record userspace does not"),
         }
@@ -211,7 +219,7 @@ fn differential_random_frames() {
     let mut h = Harness::new(FilterConfig::default(), &[]);
     let seeds = frames::corpus();
     let mut rng = Rng::new(0x7cb7_4ace);
-    let mut emitted = 0;
+    let (mut emitted, mut routed) = (0, 0);
     let mut ran = [0u32; 3];
     for i in 0..10_000 {
         let mut f = seeds[rng.below(seeds.len() as u64) as usize].1.clone();
@@ -246,14 +254,16 @@ fn differential_random_frames() {
         }
         // Every frame through every program (try_run also checks that the
         // frame comes back unchanged and the verdict is a pass).
-        let expected = parse_frame(&SliceFrame::full(&f), LinkType::Ethernet).ok();
+        let expected = parse_frame_routed(&SliceFrame::full(&f), LinkType::Ethernet).ok();
         for (p, prog) in [XDP_PROG, TC_INGRESS_PROG, TC_EGRESS_PROG].into_iter().enumerate() {
-            let Some(recs) = h.try_run(prog, &f) else { continue };
+            let Some(recs) = h.try_run_routed(prog, &f) else { continue };
             ran[p] += 1;
-            match expected {
+            match &expected {
                 Some(e) => {
                     assert_eq!(recs.len(), 1, "frame {i} ({:02x?}): {prog} emitted {}", f, recs.len());
-                    assert_eq!(comparable(recs[0], prog), e, "frame {i} ({f:02x?}) via {prog}");
+                    assert_eq!(comparable(recs[0].0, prog), e.rec, "frame {i} ({f:02x?}) via {prog}");
+                    assert_eq!(recs[0].1, e.tail.bytes(), "frame {i} ({f:02x?}) via {prog}: routing header");
+                    routed += usize::from(!recs[0].1.is_empty());
                     emitted += 1;
                 }
                 None => assert!(recs.is_empty(), "frame {i} ({f:02x?}): {prog} emitted, userspace did not"),
@@ -267,6 +277,7 @@ fn differential_random_frames() {
         assert!(*n >= 8_000, "only {n} frames ran through {}", [XDP_PROG, TC_INGRESS_PROG, TC_EGRESS_PROG][p]);
     }
     assert!(emitted > 6_000, "only {emitted} records from 3 x 10000 runs");
+    assert!(routed > 60, "only {routed} records with a routing header");
 }
 
 /// With a flag filter, segments that change a connection's state but are

@@ -282,16 +282,22 @@ impl Formatter {
         }
     }
 
-    /// Addresses of `rec` whose names are still unknown (none with `-n`).
-    /// Until they are given with [`Formatter::set_host_name`], the line prints
-    /// them as numbers.
-    pub fn unresolved(&self, rec: &PacketRecord) -> impl Iterator<Item = IpAddr> + use<'_> {
+    /// Addresses of `rec` whose names are still unknown (none with `-n`):
+    /// its source and destination, and the addresses its line prints from
+    /// the routing header `routing` (see [`routing_addrs`]). Until they are
+    /// given with [`Formatter::set_host_name`], the line prints them as
+    /// numbers.
+    pub fn unresolved<'a>(&'a self, rec: &PacketRecord, routing: &'a [u8]) -> impl Iterator<Item = IpAddr> + use<'a> {
         let hosts = self.hosts.as_ref();
         let addrs = match rec.family {
             4 => [ip4(&rec.src), ip4(&rec.dst)],
             _ => [IpAddr::from(rec.src), IpAddr::from(rec.dst)],
         };
-        addrs.into_iter().filter(move |ip| hosts.is_some_and(|h| !h.contains(ip)))
+        let rh = if hosts.is_some() { routing } else { &[] };
+        addrs
+            .into_iter()
+            .chain(routing_addrs(rh).map(IpAddr::from))
+            .filter(move |ip| hosts.is_some_and(|h| !h.contains(ip)))
     }
 
     /// Records the name of `ip` (`None`: it has none, print the number).
@@ -348,11 +354,19 @@ impl Formatter {
 
     /// Appends one line (ending in `\n`) for `rec` seen at `ts`.
     pub fn write_packet(&mut self, ts: Timestamp, rec: &PacketRecord, out: &mut Vec<u8>) {
-        self.write_packet_link(ts, LinkInfo::None, rec, out);
+        self.write_packet_link(ts, LinkInfo::None, rec, &[], out);
     }
 
-    /// Like [`Formatter::write_packet`], with what the link layer prints.
-    pub fn write_packet_link(&mut self, ts: Timestamp, link: LinkInfo, rec: &PacketRecord, out: &mut Vec<u8>) {
+    /// Like [`Formatter::write_packet`], with what the link layer prints and
+    /// the bytes of the frame's first IPv6 routing header (empty when none).
+    pub fn write_packet_link(
+        &mut self,
+        ts: Timestamp,
+        link: LinkInfo,
+        rec: &PacketRecord,
+        routing: &[u8],
+        out: &mut Vec<u8>,
+    ) {
         self.ts.print(out, self.opts.ts_mode, self.opts.nano, ts);
         let [mut s, mut src, mut dst] = std::mem::take(&mut self.bufs);
         s.clear();
@@ -372,7 +386,7 @@ impl Formatter {
         dst.clear();
         match rec.family {
             4 => self.ipv4(rec, &mut s, &mut src, &mut dst),
-            6 => self.ipv6(rec, &mut s, &mut src, &mut dst),
+            6 => self.ipv6(rec, routing, &mut s, &mut src, &mut dst),
             f => {
                 let _ = write!(s, "IP{f} (invalid)");
             }
@@ -422,7 +436,7 @@ impl Formatter {
     }
 
     /// `ip6_print` with the extension headers the record lists.
-    fn ipv6(&mut self, r: &PacketRecord, s: &mut String, src: &mut String, dst: &mut String) {
+    fn ipv6(&mut self, r: &PacketRecord, routing: &[u8], s: &mut String, src: &mut String, dst: &mut String) {
         let length = r.l3_wire_len;
         if length < 40 {
             let _ = write!(s, "truncated-ip6 {length}");
@@ -454,6 +468,7 @@ impl Formatter {
             let _ = write!(s, "{src} > {dst}: ");
         }
         let mut found_hbh = false;
+        let mut routing = Some(routing).filter(|rh| !rh.is_empty());
         for (i, &nh) in exts.iter().enumerate() {
             match nh {
                 0 => {
@@ -492,11 +507,15 @@ impl Formatter {
                         return;
                     }
                 }
-                43 => {
-                    // tcpdump prints the routing header's fields, which the
-                    // record does not carry.
-                    s.push_str("RT6 ");
-                }
+                43 => match routing.take() {
+                    Some(rh) => {
+                        if !self.rt6(rh, s) {
+                            return;
+                        }
+                    }
+                    // Only the first routing header's bytes are carried.
+                    None => s.push_str("RT6 "),
+                },
                 _ => {}
             }
         }
@@ -515,6 +534,65 @@ impl Formatter {
             return;
         }
         self.tcp(r, s, src, dst, exts.is_empty(), len - l4, snap.saturating_sub(l4));
+    }
+
+    /// `rt6_print` on the routing header's captured bytes `rh`; false when
+    /// the line ends there (invalid or cut).
+    fn rt6(&self, rh: &[u8], s: &mut String) -> bool {
+        s.push_str("RT6");
+        let trunc = |s: &mut String| {
+            s.push_str(" [|rt6]");
+            false
+        };
+        let (Some(&len), Some(&ty)) = (rh.get(1), rh.get(2)) else {
+            if let Some(&len) = rh.get(1) {
+                let _ = write!(s, " (len={len}");
+            }
+            return trunc(s);
+        };
+        let _ = write!(s, " (len={len}, type={ty}");
+        if ty == 0 {
+            s.push_str(" [Deprecated]");
+        }
+        let Some(&segleft) = rh.get(3) else { return trunc(s) };
+        let _ = write!(s, ", segleft={segleft}");
+        match ty {
+            0 | 2 => {
+                let Some(rsv) = rh.get(4..8) else { return trunc(s) };
+                let rsv = be32(rsv);
+                if rsv != 0 {
+                    let _ = write!(s, ", rsv=0x{rsv:x}");
+                }
+            }
+            4 => {
+                let Some(&last) = rh.get(4) else { return trunc(s) };
+                let _ = write!(s, ", last-entry={last}");
+                let Some(&flags) = rh.get(5) else { return trunc(s) };
+                if flags != 0 {
+                    let _ = write!(s, ", flags=0x{flags:x}");
+                }
+                let Some(tag) = rh.get(6..8) else { return trunc(s) };
+                let _ = write!(s, ", tag={:x}", be16(tag));
+            }
+            _ => {
+                s.push_str(" (unknown type) (invalid)");
+                return false;
+            }
+        }
+        if len % 2 == 1 {
+            let _ = write!(s, " (invalid length {len}) (invalid)");
+            return false;
+        }
+        for i in 0..(len / 2) as usize {
+            let Some(a) = rh.get(8 + 16 * i..8 + 16 * (i + 1)) else { return trunc(s) };
+            let a: [u8; 16] = a.try_into().expect("16 bytes");
+            let _ = write!(s, ", [{i}]");
+            if !self.host(IpAddr::from(a), s) {
+                addr::ipv6(&a, s);
+            }
+        }
+        s.push_str(") ");
+        true
     }
 
     /// `tcp_print`: `length` is the TCP segment length the IP header gives,
@@ -702,6 +780,17 @@ fn option_name(opt: u8) -> Option<&'static str> {
         254 => "exp",
         _ => return None,
     })
+}
+
+/// The addresses `rt6_print` prints from the routing header `rh` (its
+/// captured bytes): those of types 0, 2 and 4, as many as its length field
+/// says (when even), as far as they were captured.
+pub fn routing_addrs(rh: &[u8]) -> impl Iterator<Item = [u8; 16]> + '_ {
+    let n = match (rh.get(1), rh.get(2)) {
+        (Some(&len), Some(0 | 2 | 4)) if len % 2 == 0 && rh.len() >= 8 => len as usize / 2,
+        _ => 0,
+    };
+    rh.get(8..).unwrap_or(&[]).chunks_exact(16).take(n).map(|a| a.try_into().expect("16 bytes"))
 }
 
 fn be16(b: &[u8]) -> u16 {

@@ -335,3 +335,42 @@ fn conversations_count_generations_per_family() {
     // Three generations of IPv4 conversations leave the IPv6 one alone.
     assert_eq!(c.get(&v6).map(|b| (b.seq, b.ack)), Some((1, 2)));
 }
+
+/// Without `-n`, the addresses of a routing header are names too, as
+/// tcpdump prints them (`ip6addr_string`), and the line waits for them.
+#[test]
+fn routing_header_addresses_get_names() {
+    let o = FormatOptions { numeric: false, ..opts(true, TimestampMode::None) };
+    let mut f = Formatter::with_port_names(o, None);
+    let addr = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap();
+    let (src, dst, home) = (addr("2001:db8::1"), addr("2001:db8::2"), addr("2001:db8::7"));
+    let plain = ipv6(&Seg { flags: 0x02, seq: 3, ..Default::default() }, src.octets(), dst.octets());
+    // The same frame with a type 2 routing header (home address) in front
+    // of the TCP header.
+    let mut frame = plain[..40].to_vec();
+    frame[6] = 43;
+    frame.extend_from_slice(&[6, 2, 2, 1, 0, 0, 0, 0]);
+    frame.extend_from_slice(&home.octets());
+    frame.extend_from_slice(&plain[40..]);
+    let plen = (frame.len() - 40) as u16;
+    frame[4..6].copy_from_slice(&plen.to_be_bytes());
+    let r = tcptrace_common::parse_frame_routed(&SliceFrame::full(&frame), LinkType::RawIp).unwrap();
+    let rh = r.tail.bytes();
+    assert_eq!(rh.len(), 24);
+    let want: Vec<IpAddr> = vec![src.into(), dst.into(), home.into()];
+    assert_eq!(f.unresolved(&r.rec, rh).collect::<Vec<_>>(), want);
+    f.set_host_name(src.into(), Some("a.example".into()));
+    f.set_host_name(dst.into(), None);
+    f.set_host_name(home.into(), Some("home.example".into()));
+    assert_eq!(f.unresolved(&r.rec, rh).count(), 0);
+    let mut out = Vec::new();
+    f.write_packet_link(Timestamp::default(), LinkInfo::None, &r.rec, rh, &mut out);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "IP6 a.example > 2001:db8::2: RT6 (len=2, type=2, segleft=1, [0]home.example) 1000 > 80: Flags [S], seq 3, \
+         win 100, length 0\n"
+    );
+    // With -n, none is asked for.
+    let f = Formatter::with_port_names(opts(true, TimestampMode::None), None);
+    assert_eq!(f.unresolved(&r.rec, rh).count(), 0);
+}

@@ -182,6 +182,41 @@ def main():
     for a in ("-n", "-n --nano", "-n -tt"):
         cases.append(("ifaces.pcapng", a))
 
+    # IPv6 routing headers: types 0, 2, 4 (segment routing) and an unknown
+    # one, odd lengths, reserved bits, cuts inside the header and after it,
+    # and one between a hop-by-hop and a fragment header.
+    def a6(s):
+        return ipaddress.IPv6Address(s).packed
+
+    def rh(nh, typ, segleft, body, hlen=None):
+        b = struct.pack(">BBBB", nh, 0, typ, segleft) + body
+        b += b"\0" * (-len(b) % 8)
+        if hlen is None:
+            hlen = len(b) // 8 - 1
+        return b[:1] + bytes([hlen]) + b[2:]
+
+    syn = tcp(flags=0x02, seq=1)
+    t0 = rh(6, 0, 1, b"\0\0\0\0" + a6("2001:db8::5") + a6("2001:db8::6"))
+    srh = rh(6, 4, 2, struct.pack(">BBH", 2, 0x80, 0xBEEF) + a6("2001:db8::a") + a6("2001:db8::b") + a6("2001:db8::c"))
+    rt_frames = [
+        dict(data=ip6(syn, nh=43, ext=t0)),
+        dict(data=ip6(syn, nh=43, ext=rh(6, 0, 0, b"\0\0\1\2" + a6("::1")))),
+        dict(data=ip6(tcp(sport=80, dport=1000, flags=0x12, seq=7, ack=2), nh=43, ext=rh(6, 2, 1, b"\0\0\0\0" + a6("2001:db8::7")))),
+        dict(data=ip6(syn, nh=43, ext=srh)),
+        dict(data=ip6(syn, nh=43, ext=rh(6, 4, 0, struct.pack(">BBH", 9, 0, 1) + a6("2001:db8::a") + a6("2001:db8::b")))),
+        dict(data=ip6(syn, nh=43, ext=rh(6, 3, 1, b"\0" * 12))),
+        dict(data=ip6(syn, nh=43, ext=rh(6, 0, 1, b"\0\0\0\0" + a6("2001:db8::5"), hlen=1))),
+        dict(data=ip6(syn, nh=43, ext=rh(6, 4, 1, struct.pack(">BBH", 0, 1, 2) + a6("2001:db8::5"), hlen=1))),
+        dict(data=ip6(syn, nh=43, ext=srh), cap=40 + 8 + 20),
+        dict(data=ip6(syn, nh=43, ext=srh), cap=40 + 6),
+        dict(data=ip6(syn, nh=43, ext=srh), cap=40 + 8 + 16 * 3 + 4),
+        dict(data=ip6(tcp(dport=9999, flags=0x18, seq=1, ack=1, payload=5), nh=0, ext=bytes([43, 0, 1, 4, 0, 0, 0, 0]) + rh(44, 0, 0, b"\0\0\0\0" + a6("::1")) + bytes([6, 0, 0, 0, 0, 0, 0, 1]))),
+        dict(data=ip6(syn, nh=43, ext=rh(60, 2, 1, b"\0\0\0\0" + a6("2001:db8::7")) + bytes([6, 0, 1, 4, 0, 0, 0, 0]))),
+    ]
+    pcap("ipv6-routing.pcap", rt_frames, link=101)
+    cases.append(("ipv6-routing.pcap", "-n"))
+    cases.append(("ipv6-routing.pcap", "-n -S -tt"))
+
     rows = []
     for cap, args in cases:
         tag = args.replace(" ", "").replace("--", "-").lstrip("-")

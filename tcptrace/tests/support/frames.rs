@@ -208,11 +208,34 @@ pub fn corpus() -> Vec<(&'static str, Vec<u8>)> {
     let frag1 = (44u8, vec![0, 0, 0x10, 0, 0, 0, 42]);
     v.push(("ipv6-hbh", ethernet(0x86dd, &[], &ipv6(A6, B6, std::slice::from_ref(&hbh), 6, &t))));
     v.push(("ipv6-chain", ethernet(0x86dd, &[], &ipv6(A6, B6, &[hbh.clone(), rt, dst.clone()], 6, &t))));
-    v.push(("ipv6-frag0", ethernet(0x86dd, &[], &ipv6(A6, B6, &[frag0], 6, &t))));
+    v.push(("ipv6-frag0", ethernet(0x86dd, &[], &ipv6(A6, B6, std::slice::from_ref(&frag0), 6, &t))));
     v.push(("ipv6-frag-later", ethernet(0x86dd, &[], &ipv6(A6, B6, &[frag1], 6, &t))));
     let long: Vec<_> = (0..7).map(|_| dst.clone()).collect();
     v.push(("ipv6-chain-too-long", ethernet(0x86dd, &[], &ipv6(A6, B6, &long, 6, &t))));
     v.push(("ipv6-vlan", ethernet(0x86dd, &[(0x8100, 5)], &ipv6(A6, B6, &[], 6, &t))));
+    // Routing headers: segment routing (type 4) with three segments, a tag
+    // and flags; mobile IPv6 (type 2); the longest one there can be (2048
+    // bytes), before a fragment header.
+    let srh = (43u8, {
+        let mut b = vec![4, 2, 2, 0x80, 0xbe, 0xef];
+        for last in [0xa, 0xb, 0xc] {
+            b.extend([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, last]);
+        }
+        b
+    });
+    v.push(("ipv6-srh", ethernet(0x86dd, &[], &ipv6(A6, B6, std::slice::from_ref(&srh), 6, &t))));
+    let mip = (43u8, [vec![2, 1, 0, 0, 0, 0], A6.to_vec()].concat());
+    v.push(("ipv6-rt2", ethernet(0x86dd, &[], &ipv6(A6, B6, &[hbh.clone(), mip], 6, &t))));
+    let longest = (
+        43u8,
+        [
+            vec![0, 0, 0, 0, 0, 0],
+            (0..127).flat_map(|i| [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, i as u8 + 1]).collect(),
+            vec![9; 8],
+        ]
+        .concat(),
+    );
+    v.push(("ipv6-rt-longest", ethernet(0x86dd, &[], &ipv6(A6, B6, &[longest, frag0.clone()], 6, &t))));
     let full = tcp4(&Tcp { options: syn_options(), ..Tcp::default() });
     for cut in [14, 20, 33, 34, 36, 38, 40, 54, 60] {
         v.push(("truncated", full[..cut].to_vec()));
