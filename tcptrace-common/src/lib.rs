@@ -12,6 +12,6 @@ pub mod decode;
 pub use filter::{FilterConfig, PortBitmap};
 pub use parse::{
     Frame, Headers, LinkType, Skip, SliceFrame, fill_record, fill_routing, parse_frame, parse_frame_routed,
-    parse_headers,
+    parse_headers, routed_destination,
 };
 pub use record::{Direction, Malformed, PacketRecord, RecordKind, RoutedRecord, RoutingTail};

@@ -405,6 +405,13 @@ pub fn conn_key<F: Frame>(f: &F, h: &Headers, key: &mut ConnKey) -> Option<usize
         if !f.load_into(h.l3_off + 8, src) || !f.load_into(h.l3_off + 24, dst) {
             return None;
         }
+        // Behind a routing header, the connection is with its final
+        // destination (the two directions' addresses then pair up).
+        if h.has_routing()
+            && let Some(at) = routing_header_at(f, h)
+        {
+            routed_destination(f, at, dst);
+        }
     }
     key.port = [h.sport, h.dport];
     Some(key.canonicalize())
@@ -501,36 +508,70 @@ impl Headers {
     }
 }
 
-/// Copies the frame's first IPv6 routing header (of the extension headers
-/// listed in `h`) into `tail`, as far as it was captured: `tail.len` is the
-/// number of bytes copied, 0 when there is none. `h` must come from
+/// The offset in the frame of its first IPv6 routing header (of the
+/// extension headers listed in `h`), or `None`. `h` must come from
 /// [`parse_headers`] on the same frame. The chain is walked again here
 /// rather than in the parse, where the kernel programs' verifier would walk
 /// every frame's states twice over (with and without a routing header
 /// found at each step).
 #[inline(always)]
-pub fn fill_routing<F: Frame>(f: &F, h: &Headers, tail: &mut RoutingTail) {
-    tail.len = 0;
+pub fn routing_header_at<F: Frame>(f: &F, h: &Headers) -> Option<u32> {
     if h.family != 6 {
-        return;
+        return None;
     }
     let mut off = h.l3_off + 40;
     let n = if (h.ext_count as usize) < MAX_EXT { h.ext_count as usize } else { MAX_EXT };
     for i in 0..MAX_EXT {
         if i >= n {
-            return;
+            return None;
         }
-        let Some(b) = f.load::<2>(off) else { return };
         if h.ext[i] == IPV6_ROUTING {
-            let avail = f.cap_len().saturating_sub(off);
-            let len = (b[1] as u32 + 1) * 8;
-            let n = if len < avail { len } else { avail };
-            if f.load_span(off, n, &mut tail.bytes) {
-                tail.len = n as u16;
-            }
-            return;
+            return Some(off);
         }
+        let b = f.load::<2>(off)?;
         off += if h.ext[i] == IPV6_FRAGMENT { 8 } else { (b[1] as u32 + 1) * 8 };
+    }
+    None
+}
+
+/// Copies the frame's first IPv6 routing header (see [`routing_header_at`])
+/// into `tail`, as far as it was captured: `tail.len` is the number of bytes
+/// copied, 0 when there is none.
+#[inline(always)]
+pub fn fill_routing<F: Frame>(f: &F, h: &Headers, tail: &mut RoutingTail) {
+    tail.len = 0;
+    let Some(at) = routing_header_at(f, h) else { return };
+    let Some(b) = f.load::<2>(at) else { return };
+    let avail = f.cap_len().saturating_sub(at);
+    let len = (b[1] as u32 + 1) * 8;
+    let n = if len < avail { len } else { avail };
+    if f.load_span(at, n, &mut tail.bytes) {
+        tail.len = n as u16;
+    }
+}
+
+/// Writes into `out` the final destination of a packet whose routing header
+/// starts at `at` in `f`, when it is not the IPv6 destination address: the
+/// address TCP's pseudo-header and sockets have (RFC 8200, 8.1). A segment
+/// routing header (type 4) lists it first (its Segment List[0]); a type 0
+/// or type 2 (mobile IPv6) header last, until no segment is left (then the
+/// destination address is the final one). False, and `out` unchanged, for
+/// any other header or one cut short.
+#[inline(always)]
+pub fn routed_destination<F: Frame>(f: &F, at: u32, out: &mut [u8; 16]) -> bool {
+    let Some(b) = f.load::<4>(at) else { return false };
+    let (len, ty, segleft) = (b[1] as u32, b[2], b[3]);
+    let off = match ty {
+        4 if len >= 2 => 8,
+        0 | 2 if segleft != 0 && len >= 2 && len % 2 == 0 => 8 + 16 * (len / 2 - 1),
+        _ => return false,
+    };
+    match f.load::<16>(at + off) {
+        Some(a) => {
+            *out = a;
+            true
+        }
+        None => false,
     }
 }
 
@@ -568,6 +609,37 @@ mod tests {
         f.extend_from_slice(&[0x9c, 0x40, 0x1f, 0x90, 1, 2, 3, 4, 0, 0, 0, 0, 0xa0, 0x02, 0xfa, 0xf0, 0, 0, 0, 0]);
         f.extend_from_slice(&[2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7]);
         f
+    }
+
+    /// The final destination behind each kind of routing header.
+    #[test]
+    fn final_destinations() {
+        let addr = |last: u8| [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, last];
+        let rh = |ty: u8, segleft: u8, addrs: &[u8]| {
+            let mut b = std::vec![6, (2 * addrs.len()) as u8, ty, segleft, 0, 0, 0, 0];
+            for &a in addrs {
+                b.extend_from_slice(&addr(a));
+            }
+            b
+        };
+        let dest = |b: &[u8]| {
+            let mut out = [0xee; 16];
+            routed_destination(&SliceFrame::full(b), 0, &mut out).then_some(out)
+        };
+        // Segment routing: Segment List[0], whatever is left.
+        assert_eq!(dest(&rh(4, 2, &[1, 2, 3])), Some(addr(1)));
+        assert_eq!(dest(&rh(4, 0, &[1, 2, 3])), Some(addr(1)));
+        // Type 0 and 2: the last address, until none is left.
+        assert_eq!(dest(&rh(0, 2, &[1, 2])), Some(addr(2)));
+        assert_eq!(dest(&rh(2, 1, &[7])), Some(addr(7)));
+        assert_eq!(dest(&rh(0, 0, &[1, 2])), None);
+        // Unknown types, odd lengths, no address, cut short: none.
+        assert_eq!(dest(&rh(3, 1, &[1])), None);
+        let mut odd = rh(0, 1, &[1]);
+        odd[1] = 3;
+        assert_eq!(dest(&odd), None);
+        assert_eq!(dest(&rh(4, 1, &[])), None);
+        assert_eq!(dest(&rh(4, 1, &[1])[..20]), None);
     }
 
     /// xorshift64: a fixed sequence, so that a failure can be rerun.

@@ -9,7 +9,7 @@
 
 use std::{collections::VecDeque, io, io::Write, net::IpAddr};
 
-use tcptrace_common::PacketRecord;
+use tcptrace_common::{PacketRecord, SliceFrame, routed_destination};
 
 use crate::{
     cli::{Args, TimestampMode},
@@ -106,6 +106,16 @@ fn put_events(
     } else {
         states::write_events(fmt, events, |ns| time.timestamp(ns), text, out);
     }
+}
+
+/// `rec` as the state tracker takes it when its frame has a routing header
+/// naming another final destination: with that destination, the address its
+/// connection has (see [`tcptrace_common::routed_destination`]), so that
+/// both directions are one connection. `None` otherwise.
+fn routed_record(rec: &PacketRecord, routing: &[u8]) -> Option<PacketRecord> {
+    let mut dst = rec.dst;
+    (rec.family == 6 && !routing.is_empty() && routed_destination(&SliceFrame::full(routing), 0, &mut dst))
+        .then_some(PacketRecord { dst, ..*rec })
 }
 
 impl<W: Write> Pipeline<W> {
@@ -297,8 +307,9 @@ impl<W: Write> Pipeline<W> {
             self.fmt.write_packet_link(ts, link, rec, routing, &mut self.line);
         }
         if let Some(st) = self.states.as_mut() {
+            let routed = routed_record(rec, routing);
             put_events(
-                st.observe_events(ns, rec),
+                st.observe_events(ns, routed.as_ref().unwrap_or(rec)),
                 &self.fmt,
                 self.time,
                 self.json,

@@ -22,14 +22,19 @@ fn start_tracers(pair: &NetPair, ports: &[u16]) -> (Proc, Proc) {
 
 /// tcptrace and tcpdump on `pair.if_a` with `extra` options for both.
 fn start_tracers_with(pair: &NetPair, ports: &[u16], extra: &[&str]) -> (Proc, Proc) {
+    let filter = ports.iter().map(|p| format!("tcp port {p}")).collect::<Vec<_>>().join(" or ");
+    start_tracers_filter(pair, ports, extra, &filter)
+}
+
+/// [`start_tracers_with`], tcpdump with the filter expression `filter`.
+fn start_tracers_filter(pair: &NetPair, ports: &[u16], extra: &[&str], filter: &str) -> (Proc, Proc) {
     let mut tt = NetPair::command(&pair.a, env!("CARGO_BIN_EXE_tcptrace"));
     tt.args(["-i", &pair.if_a, "-tt", "--no-states"]).args(extra);
     for p in ports {
         tt.args(["--port", &p.to_string()]);
     }
-    let filter = ports.iter().map(|p| format!("tcp port {p}")).collect::<Vec<_>>().join(" or ");
     let mut td = NetPair::command(&pair.a, "tcpdump");
-    td.args(["-i", &pair.if_a, "-tt", "-l"]).args(extra).arg(&filter);
+    td.args(["-i", &pair.if_a, "-tt", "-l"]).args(extra).arg(filter);
     let mut tt = Proc::spawn("tcptrace", tt);
     let mut td = Proc::spawn("tcpdump", td);
     tt.wait_for("listening on");
@@ -120,6 +125,34 @@ fn ipv6_connection_matches_tcpdump() {
     assert_eq!(tt_rc, 0, "tcptrace exit status; stderr:\n{tt_err}");
     assert!(tt_out.lines().count() >= 8, "too few lines:\n{tt_out}");
     assert!(tt_out.contains(" IP6 "), "{tt_out}");
+    compare(&tt_out, &td_out);
+}
+
+/// Segment routing (SRv6) in both directions (see
+/// [`NetPair::segment_routing`]): every segment of the connection carries a
+/// segment routing header, the client's leaving through TC egress, the
+/// server's arriving through XDP, and their lines must print the header's
+/// fields and segments as tcpdump's do.
+#[test]
+#[ignore = "needs root"]
+fn segment_routing_headers_match_tcpdump() {
+    assert!(is_root(), "run as root (cargo xtask test does)");
+    let pair = NetPair::new();
+    let (via_a, via_b) = pair.segment_routing();
+    let (listener, to) = listen(&pair, format!("[{}]:0", pair.addr6_b));
+    // tcpdump's `tcp port` does not look behind IPv6 extension headers.
+    let filter = format!("tcp port {} or ip6[6] == 43", to.port());
+    let (tt, td) = start_tracers_filter(&pair, &[to.port()], &["-n"], &filter);
+    exchange(&pair, listener, to);
+    settle();
+    let (tt_out, tt_err, tt_rc) = tt.stop();
+    let (td_out, _, _) = td.stop();
+    assert_eq!(tt_rc, 0, "tcptrace exit status; stderr:\n{tt_err}");
+    assert!(tt_out.lines().count() >= 8, "too few lines:\n{tt_out}");
+    for dst in [&via_a, &via_b] {
+        let want = format!(" > {dst}: RT6 (len=4, type=4, segleft=1, last-entry=1, tag=0, [0]");
+        assert!(tt_out.lines().filter(|l| l.contains(&want)).count() >= 3, "no {want:?} lines:\n{tt_out}");
+    }
     compare(&tt_out, &td_out);
 }
 

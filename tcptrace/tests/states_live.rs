@@ -504,7 +504,11 @@ fn syn_received_synack_lost(mode: Mode) {
 /// `FIN_WAIT_2`, held); without the filter, the retransmitted FIN gets in
 /// (`TIME_WAIT` / `CLOSED`).
 fn fin_close_by(mode: Mode, server_first: bool, v6: bool) {
-    let pair = setup();
+    fin_close_on(setup(), mode, server_first, v6);
+}
+
+/// [`fin_close_by`] on `pair`.
+fn fin_close_on(pair: NetPair, mode: Mode, server_first: bool, v6: bool) {
     let (listener, to) = listener(&pair.b, if v6 { &pair.addr6_b } else { &pair.addr_b }, 16);
     let t = Tracer::start(&pair, &[to.port()], mode);
     let Conn { client, server, c, s } = open(&pair, &t, &listener, to);
@@ -542,6 +546,16 @@ fn fin_close_server_first(mode: Mode) {
 
 fn fin_close_ipv6(mode: Mode) {
     fin_close_by(mode, false, true);
+}
+
+/// [`fin_close_ipv6`] with segment routing headers in both directions (see
+/// [`NetPair::segment_routing`]): the IPv6 destination of each segment is
+/// the first segment, not the peer's address, and the connection must still
+/// be followed as one, with the peers' own addresses.
+fn fin_close_segment_routing(mode: Mode) {
+    let pair = setup();
+    pair.segment_routing();
+    fin_close_on(pair, mode, false, true);
 }
 
 /// After the server closed first and sits in `TIME_WAIT`, the client opens
@@ -708,6 +722,7 @@ both_modes!(
     fin_close,
     fin_close_server_first,
     fin_close_ipv6,
+    fin_close_segment_routing,
     time_wait_reused,
     simultaneous_open,
     rst_linger_zero,

@@ -68,6 +68,29 @@ impl NetPair {
         std::fs::write(format!("{dir}/hosts"), text).unwrap();
     }
 
+    /// IPv6 segment routing in both directions: each namespace sends to the
+    /// other's address through a segment routing header (the kernel's seg6
+    /// "inline" mode) whose first segment is a second, deprecated (never a
+    /// source) address of the other side; that side processes the header
+    /// and delivers to its own address. Returns those second addresses (a's,
+    /// b's): the destination addresses in the IPv6 headers.
+    pub fn segment_routing(&self) -> (String, String) {
+        let (via_a, via_b) = (format!("{}1", self.addr6_a), format!("{}2", self.addr6_b));
+        for (ns, ifc, own, via, to) in
+            [(&self.a, &self.if_a, &via_a, &via_b, &self.addr6_b), (&self.b, &self.if_b, &via_b, &via_a, &self.addr6_a)]
+        {
+            ip(&["-n", ns, "addr", "add", &format!("{own}/64"), "dev", ifc, "nodad", "preferred_lft", "0"]);
+            let sysctl = Self::command(ns, "sysctl")
+                .args(["-qw", "net.ipv6.conf.all.seg6_enabled=1", &format!("net.ipv6.conf.{ifc}.seg6_enabled=1")])
+                .status()
+                .expect("run sysctl");
+            assert!(sysctl.success(), "sysctl seg6_enabled in {ns}");
+            let to = format!("{to}/128");
+            ip(&["-n", ns, "-6", "route", "add", &to, "encap", "seg6", "mode", "inline", "segs", via, "dev", ifc]);
+        }
+        (via_a, via_b)
+    }
+
     /// A command run inside namespace `ns`.
     pub fn command(ns: &str, program: &str) -> Command {
         let mut c = Command::new("ip");
