@@ -70,17 +70,7 @@ impl Frame for SliceFrame<'_> {
         Some(out)
     }
     fn load_options(&self, off: u32, len: u32, out: &mut [u8; MAX_OPTIONS]) -> bool {
-        let (off, len) = (off as usize, len as usize);
-        if len == 0 || len > MAX_OPTIONS {
-            return false;
-        }
-        match self.data.get(off..off + len) {
-            Some(b) => {
-                out[..len].copy_from_slice(b);
-                true
-            }
-            None => false,
-        }
+        self.load_span(off, len, out)
     }
     fn load_span<const N: usize>(&self, off: u32, len: u32, out: &mut [u8; N]) -> bool {
         let (off, len) = (off as usize, len as usize);

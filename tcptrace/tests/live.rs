@@ -71,6 +71,19 @@ fn settle() {
     std::thread::sleep(Duration::from_millis(300));
 }
 
+/// After the traffic settles, stops both tracers, checks tcptrace's exit
+/// status and that it printed at least `min_lines`, and compares its output
+/// with tcpdump's; returns tcptrace's.
+fn stop_and_compare(tt: Proc, td: Proc, min_lines: usize) -> String {
+    settle();
+    let (tt_out, tt_err, tt_rc) = tt.stop();
+    let (td_out, _, _) = td.stop();
+    assert_eq!(tt_rc, 0, "tcptrace exit status; stderr:\n{tt_err}");
+    assert!(tt_out.lines().count() >= min_lines, "too few lines:\n{tt_out}");
+    compare(&tt_out, &td_out);
+    tt_out
+}
+
 #[test]
 #[ignore = "needs root"]
 fn ipv4_connection_refused_and_reset_match_tcpdump() {
@@ -119,13 +132,8 @@ fn ipv6_connection_matches_tcpdump() {
     let (listener, to) = listen(&pair, format!("[{}]:0", pair.addr6_b));
     let (tt, td) = start_tracers(&pair, &[to.port()]);
     exchange(&pair, listener, to);
-    settle();
-    let (tt_out, tt_err, tt_rc) = tt.stop();
-    let (td_out, _, _) = td.stop();
-    assert_eq!(tt_rc, 0, "tcptrace exit status; stderr:\n{tt_err}");
-    assert!(tt_out.lines().count() >= 8, "too few lines:\n{tt_out}");
+    let tt_out = stop_and_compare(tt, td, 8);
     assert!(tt_out.contains(" IP6 "), "{tt_out}");
-    compare(&tt_out, &td_out);
 }
 
 /// Segment routing (SRv6) in both directions (see
@@ -144,16 +152,11 @@ fn segment_routing_headers_match_tcpdump() {
     let filter = format!("tcp port {} or ip6[6] == 43", to.port());
     let (tt, td) = start_tracers_filter(&pair, &[to.port()], &["-n"], &filter);
     exchange(&pair, listener, to);
-    settle();
-    let (tt_out, tt_err, tt_rc) = tt.stop();
-    let (td_out, _, _) = td.stop();
-    assert_eq!(tt_rc, 0, "tcptrace exit status; stderr:\n{tt_err}");
-    assert!(tt_out.lines().count() >= 8, "too few lines:\n{tt_out}");
+    let tt_out = stop_and_compare(tt, td, 8);
     for dst in [&via_a, &via_b] {
         let want = format!(" > {dst}: RT6 (len=4, type=4, segleft=1, last-entry=1, tag=0, [0]");
         assert!(tt_out.lines().filter(|l| l.contains(&want)).count() >= 3, "no {want:?} lines:\n{tt_out}");
     }
-    compare(&tt_out, &td_out);
 }
 
 #[test]
