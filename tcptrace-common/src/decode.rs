@@ -1,31 +1,30 @@
 //! Userspace decoding of ring-buffer bytes into records.
 
-use crate::record::{MAX_ROUTING, PacketRecord, RECORD_SIZE, ROUTING_HEAD};
+use crate::record::{EXT_TAIL_HEAD, MAX_EXT_BYTES, PacketRecord, RECORD_SIZE};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
     #[error("record of {0} bytes, expected {RECORD_SIZE}")]
     Length(usize),
-    #[error("record of {0} bytes with a routing header of {1} bytes")]
-    RoutingLength(usize, usize),
+    #[error("record of {0} bytes with {1} bytes of IPv6 extension headers")]
+    ExtLength(usize, usize),
 }
 
-/// Decodes a ring-buffer entry: a record, and the bytes of its frame's
-/// first IPv6 routing header (empty when it has none; see
-/// [`crate::RoutingTail`]). Every length is checked.
+/// Decodes a ring-buffer entry: a record, and the bytes of its frame's IPv6
+/// extension headers (empty when it has none; see [`crate::ExtTail`]). Every length is checked.
 pub fn decode_entry(bytes: &[u8]) -> Result<(PacketRecord, &[u8]), DecodeError> {
     if bytes.len() == RECORD_SIZE {
         return Ok((PacketRecord::from_bytes(bytes)?, &[]));
     }
-    let Some(tail) = bytes.get(RECORD_SIZE..RECORD_SIZE + ROUTING_HEAD) else {
+    let Some(tail) = bytes.get(RECORD_SIZE..RECORD_SIZE + EXT_TAIL_HEAD) else {
         return Err(DecodeError::Length(bytes.len()));
     };
     let len = u16::from_ne_bytes([tail[0], tail[1]]) as usize;
-    if len == 0 || len > MAX_ROUTING || bytes.len() != RECORD_SIZE + ROUTING_HEAD + len {
-        return Err(DecodeError::RoutingLength(bytes.len(), len));
+    if len == 0 || len > MAX_EXT_BYTES || bytes.len() != RECORD_SIZE + EXT_TAIL_HEAD + len {
+        return Err(DecodeError::ExtLength(bytes.len(), len));
     }
     let rec = PacketRecord::from_bytes(&bytes[..RECORD_SIZE])?;
-    Ok((rec, &bytes[RECORD_SIZE + ROUTING_HEAD..]))
+    Ok((rec, &bytes[RECORD_SIZE + EXT_TAIL_HEAD..]))
 }
 
 impl PacketRecord {
@@ -59,7 +58,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn entries_with_and_without_a_routing_header() {
+    fn entries_with_and_without_extension_headers() {
         let mut rec = PacketRecord::zeroed();
         rec.sport = 7;
         let plain = rec.as_bytes().to_vec();
@@ -71,7 +70,7 @@ mod tests {
         let (r, rh) = decode_entry(&routed).unwrap();
         assert_eq!((r, rh.len(), rh[23]), (rec, 24, 23));
         // A length that does not match the entry's, zero, too long, or no tail.
-        assert_eq!(decode_entry(&routed[..routed.len() - 1]), Err(DecodeError::RoutingLength(175, 24)));
+        assert_eq!(decode_entry(&routed[..routed.len() - 1]), Err(DecodeError::ExtLength(175, 24)));
         let mut zero = routed.clone();
         zero[RECORD_SIZE..RECORD_SIZE + 2].copy_from_slice(&0u16.to_ne_bytes());
         assert!(decode_entry(&zero).is_err());

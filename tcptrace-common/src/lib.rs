@@ -11,7 +11,7 @@ pub mod decode;
 
 pub use filter::{FilterConfig, PortBitmap};
 pub use parse::{
-    Frame, Headers, LinkType, Skip, SliceFrame, fill_record, fill_routing, parse_frame, parse_frame_routed,
-    parse_headers, routed_destination,
+    Frame, Headers, LinkType, Skip, SliceFrame, fill_ext, fill_record, parse_frame, parse_frame_ext, parse_headers,
+    routed_destination,
 };
-pub use record::{Direction, Malformed, PacketRecord, RecordKind, RoutedRecord, RoutingTail};
+pub use record::{Direction, ExtRecord, ExtTail, Malformed, PacketRecord, RecordKind};

@@ -13,7 +13,7 @@
 
 use crate::{
     conn::{ConnKey, Segment},
-    record::{MAX_EXT, MAX_OPTIONS, Malformed, PacketRecord, RecordKind, RoutedRecord, RoutingTail},
+    record::{ExtRecord, ExtTail, MAX_EXT, MAX_EXT_BYTES, MAX_OPTIONS, Malformed, PacketRecord, RecordKind},
 };
 
 /// Read access to a frame's bytes.
@@ -524,18 +524,24 @@ pub fn routing_header_at<F: Frame>(f: &F, h: &Headers) -> Option<u32> {
     None
 }
 
-/// Copies the frame's first IPv6 routing header (see [`routing_header_at`])
-/// into `tail`, as far as it was captured: `tail.len` is the number of bytes
-/// copied, 0 when there is none.
+/// Copies the frame's IPv6 extension headers (the bytes from the end of the
+/// IPv6 header to the TCP header) into `tail`, as far as they were captured
+/// and at most [`MAX_EXT_BYTES`]: `tail.len` is the number of bytes copied,
+/// 0 when there are none. `h` must come from [`parse_headers`].
 #[inline(always)]
-pub fn fill_routing<F: Frame>(f: &F, h: &Headers, tail: &mut RoutingTail) {
+pub fn fill_ext<F: Frame>(f: &F, h: &Headers, tail: &mut ExtTail) {
     tail.len = 0;
-    let Some(at) = routing_header_at(f, h) else { return };
-    let Some(b) = f.load::<2>(at) else { return };
+    if h.family != 6 || h.ext_count == 0 {
+        return;
+    }
+    let at = h.l3_off + 40;
     let avail = f.cap_len().saturating_sub(at);
-    let len = (b[1] as u32 + 1) * 8;
-    let n = if len < avail { len } else { avail };
-    if f.load_span(at, n, &mut tail.bytes) {
+    let len = h.l4_off.saturating_sub(40);
+    let mut n = if len < avail { len } else { avail };
+    if n > MAX_EXT_BYTES as u32 {
+        n = MAX_EXT_BYTES as u32;
+    }
+    if n > 0 && f.load_span(at, n, &mut tail.bytes) {
         tail.len = n as u16;
     }
 }
@@ -573,12 +579,12 @@ pub fn parse_frame<F: Frame>(f: &F, link_type: LinkType) -> Result<PacketRecord,
     Ok(r)
 }
 
-/// [`parse_frame`] with the routing header's bytes (userspace and tests).
-pub fn parse_frame_routed<F: Frame>(f: &F, link_type: LinkType) -> Result<RoutedRecord, Skip> {
+/// [`parse_frame`] with the extension headers' bytes (userspace and tests).
+pub fn parse_frame_ext<F: Frame>(f: &F, link_type: LinkType) -> Result<ExtRecord, Skip> {
     let h = parse_headers(f, link_type)?;
-    let mut r = RoutedRecord { rec: PacketRecord::zeroed(), tail: RoutingTail::empty() };
+    let mut r = ExtRecord { rec: PacketRecord::zeroed(), tail: ExtTail::empty() };
     fill_record(f, &h, &mut r.rec);
-    fill_routing(f, &h, &mut r.tail);
+    fill_ext(f, &h, &mut r.tail);
     Ok(r)
 }
 

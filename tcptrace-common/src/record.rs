@@ -98,51 +98,53 @@ pub struct PacketRecord {
 const _: () = assert!(core::mem::size_of::<PacketRecord>() == RECORD_SIZE);
 const _: () = assert!(core::mem::align_of::<PacketRecord>() == 8);
 
-/// Longest IPv6 routing header: (255 + 1) * 8 bytes.
-pub const MAX_ROUTING: usize = 2048;
+/// Most bytes of IPv6 extension headers carried after a record: the
+/// longest single header, (255 + 1) * 8.
+pub const MAX_EXT_BYTES: usize = 2048;
 
-/// Bytes of [`RoutingTail`] before its `bytes`.
-pub const ROUTING_HEAD: usize = 8;
+/// Bytes of [`ExtTail`] before its `bytes`.
+pub const EXT_TAIL_HEAD: usize = 8;
 
-/// The bytes of the first IPv6 routing header of a frame, as far as they
-/// were captured. A record whose frame has one is followed by its tail in
-/// the same ring-buffer entry, cut after `len` bytes: the entry is
-/// `RECORD_SIZE + ROUTING_HEAD + len` bytes long (see [`RoutedRecord`]).
-/// Other records are [`RECORD_SIZE`] bytes.
+/// The bytes of an IPv6 frame's extension headers, from the end of the
+/// IPv6 header to the TCP header, as far as they were captured (and at most
+/// [`MAX_EXT_BYTES`]). A record whose frame has extension headers is
+/// followed by its tail in the same ring-buffer entry, cut after `len`
+/// bytes: the entry is `RECORD_SIZE + EXT_TAIL_HEAD + len` bytes long (see
+/// [`ExtRecord`]). Other records are [`RECORD_SIZE`] bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RoutingTail {
-    /// Bytes of `bytes` that hold the header (at most [`MAX_ROUTING`]).
+pub struct ExtTail {
+    /// Bytes of `bytes` that hold the headers (at most [`MAX_EXT_BYTES`]).
     pub len: u16,
     pub _pad: [u8; 6],
-    /// The header from its next-header byte on.
-    pub bytes: [u8; MAX_ROUTING],
+    /// The headers, from the first one's next-header byte on.
+    pub bytes: [u8; MAX_EXT_BYTES],
 }
 
-const _: () = assert!(core::mem::size_of::<RoutingTail>() == ROUTING_HEAD + MAX_ROUTING);
+const _: () = assert!(core::mem::size_of::<ExtTail>() == EXT_TAIL_HEAD + MAX_EXT_BYTES);
 
-impl RoutingTail {
+impl ExtTail {
     pub const fn empty() -> Self {
-        Self { len: 0, _pad: [0; 6], bytes: [0; MAX_ROUTING] }
+        Self { len: 0, _pad: [0; 6], bytes: [0; MAX_EXT_BYTES] }
     }
 
-    /// The header's bytes that were captured (empty when there is none).
+    /// The headers' bytes that were captured (empty when there are none).
     pub fn bytes(&self) -> &[u8] {
-        &self.bytes[..(self.len as usize).min(MAX_ROUTING)]
+        &self.bytes[..(self.len as usize).min(MAX_EXT_BYTES)]
     }
 }
 
-/// A record and its routing header, as built before being sent (the kernel
-/// builds it in per-CPU memory and sends its first bytes).
+/// A record and its extension headers, as built before being sent (the
+/// kernel builds it in per-CPU memory and sends its first bytes).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RoutedRecord {
+pub struct ExtRecord {
     pub rec: PacketRecord,
-    pub tail: RoutingTail,
+    pub tail: ExtTail,
 }
 
-const _: () = assert!(core::mem::size_of::<RoutedRecord>() == RECORD_SIZE + ROUTING_HEAD + MAX_ROUTING);
-const _: () = assert!(core::mem::align_of::<RoutedRecord>() == 8);
+const _: () = assert!(core::mem::size_of::<ExtRecord>() == RECORD_SIZE + EXT_TAIL_HEAD + MAX_EXT_BYTES);
+const _: () = assert!(core::mem::align_of::<ExtRecord>() == 8);
 
 impl PacketRecord {
     pub const fn zeroed() -> Self {

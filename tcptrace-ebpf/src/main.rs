@@ -21,8 +21,8 @@ use tcptrace_common::{
     FilterConfig, Frame, LinkType, PacketRecord, PortBitmap, RecordKind, Skip,
     conn::{self, ConnKey, ConnState, Step},
     filter::{HostSet, matches_endpoints, matches_flags, matches_hosts},
-    parse::{Headers, conn_key, fill_record, fill_routing, parse_headers},
-    record::{Direction, MAX_OPTIONS, RECORD_SIZE, ROUTING_HEAD, RoutedRecord, Stats, counter},
+    parse::{Headers, conn_key, fill_ext, fill_record, parse_headers},
+    record::{Direction, EXT_TAIL_HEAD, ExtRecord, MAX_OPTIONS, RECORD_SIZE, Stats, counter},
 };
 
 /// Records for userspace. Its size is set by the loader (`--buffer-size`).
@@ -238,7 +238,7 @@ impl<L: Fn() -> u32> Frame for LinearFrame<L> {
         }
         true
     }
-    /// Spans (a routing header) are read through the helpers: see [`Direct`].
+    /// Spans (extension headers) are read through the helpers: see [`Direct`].
     #[inline(always)]
     fn load_span<const N: usize>(&self, _off: u32, _len: u32, _out: &mut [u8; N]) -> bool {
         false
@@ -302,8 +302,8 @@ impl<L: Fn() -> u32, B: Track, BF: Fn() -> B> Track for Direct<'_, L, B, BF> {
         (self.back)().hosts(h)
     }
     #[inline(always)]
-    fn emit_routed(&self, h: &Headers, meta: u64) {
-        (self.back)().emit_routed(h, meta)
+    fn emit_ext(&self, h: &Headers, meta: u64) {
+        (self.back)().emit_ext(h, meta)
     }
 }
 
@@ -540,9 +540,9 @@ fn trace_full<F: Frame + Track>(frame: &F, parsed: Option<Result<Headers, Skip>>
     } else {
         return;
     };
-    if headers.has_routing() {
-        // Rare, and sent with the routing header's bytes: see `emit_routed`.
-        frame.emit_routed(&headers, ifindex as u64 | (kind as u64) << 32 | (direction as u64) << 40);
+    if headers.ext_count != 0 {
+        // Rare, and sent with the extension headers' bytes: see `emit_ext`.
+        frame.emit_ext(&headers, ifindex as u64 | (kind as u64) << 32 | (direction as u64) << 40);
         return;
     }
     let Some(mut entry) = EVENTS.reserve::<PacketRecord>(0) else {
@@ -593,10 +593,10 @@ trait Track {
     fn track(&self, h: &Headers) -> bool;
     /// Whether the segment comes from or goes to a `--host`/`--net` entry.
     fn hosts(&self, h: &Headers) -> bool;
-    /// Sends the record of a frame with a routing header (see
-    /// [`emit_routed`]); `meta` is the interface index, the kind << 32 and
+    /// Sends the record of a frame with IPv6 extension headers (see
+    /// [`emit_ext`]); `meta` is the interface index, the kind << 32 and
     /// the direction << 40.
-    fn emit_routed(&self, h: &Headers, meta: u64);
+    fn emit_ext(&self, h: &Headers, meta: u64);
 }
 
 impl Track for SkbFrame {
@@ -609,8 +609,8 @@ impl Track for SkbFrame {
         tcptrace_hosts_skb(self.skb, h)
     }
     #[inline(always)]
-    fn emit_routed(&self, h: &Headers, meta: u64) {
-        tcptrace_routed_skb(self.skb, h, meta);
+    fn emit_ext(&self, h: &Headers, meta: u64) {
+        tcptrace_ext_skb(self.skb, h, meta);
     }
 }
 
@@ -624,8 +624,8 @@ impl Track for XdpFrame {
         tcptrace_hosts_xdp(self.ctx, h)
     }
     #[inline(always)]
-    fn emit_routed(&self, h: &Headers, meta: u64) {
-        tcptrace_routed_xdp(self.ctx, h, meta);
+    fn emit_ext(&self, h: &Headers, meta: u64) {
+        tcptrace_ext_xdp(self.ctx, h, meta);
     }
 }
 
@@ -786,37 +786,37 @@ fn track<F: Frame>(frame: &F, h: &Headers) -> bool {
     }
 }
 
-/// Per CPU: where the record of a frame with an IPv6 routing header is
-/// built, with the header's bytes, before it is copied into `EVENTS` (its
-/// size depends on the header's, which a reservation cannot).
+/// Per CPU: where the record of a frame with IPv6 extension headers is
+/// built, with the headers' bytes, before it is copied into `EVENTS` (its
+/// size depends on theirs, which a reservation's cannot).
 #[map]
-static ROUTED: PerCpuArray<RoutedRecord> = PerCpuArray::with_max_entries(1, 0);
+static EXT_RECORD: PerCpuArray<ExtRecord> = PerCpuArray::with_max_entries(1, 0);
 
-/// [`emit_routed`] for TC programs. `h` must point to the frame's headers.
+/// [`emit_ext`] for TC programs. `h` must point to the frame's headers.
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn tcptrace_routed_skb(skb: *mut __sk_buff, h: *const Headers, meta: u64) -> bool {
-    given(h).is_some_and(|h| emit_routed(&SkbFrame::of(skb), h, meta))
+pub extern "C" fn tcptrace_ext_skb(skb: *mut __sk_buff, h: *const Headers, meta: u64) -> bool {
+    given(h).is_some_and(|h| emit_ext(&SkbFrame::of(skb), h, meta))
 }
 
-/// [`emit_routed`] for the XDP program.
+/// [`emit_ext`] for the XDP program.
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn tcptrace_routed_xdp(ctx: *mut xdp_md, h: *const Headers, meta: u64) -> bool {
-    given(h).is_some_and(|h| emit_routed(&XdpFrame::of(ctx), h, meta))
+pub extern "C" fn tcptrace_ext_xdp(ctx: *mut xdp_md, h: *const Headers, meta: u64) -> bool {
+    given(h).is_some_and(|h| emit_ext(&XdpFrame::of(ctx), h, meta))
 }
 
-/// Sends the record of a frame with an IPv6 routing header, followed by the
-/// header's bytes ([`RoutedRecord`], cut after them): built in `ROUTED`,
+/// Sends the record of a frame with IPv6 extension headers, followed by
+/// their bytes ([`ExtRecord`], cut after them): built in `EXT_RECORD`,
 /// then copied with `bpf_ringbuf_output`, which takes a size known only at
 /// run time, as a reservation cannot. A global function (see [`track`]'s),
 /// verified once, apart from the parse; it reads the frame through the
 /// helpers, whose copies take less of the stack its caller leaves it than
 /// direct reads did. True when the record was sent.
 #[inline(always)]
-fn emit_routed<F: Frame>(frame: &F, h: &Headers, meta: u64) -> bool {
+fn emit_ext<F: Frame>(frame: &F, h: &Headers, meta: u64) -> bool {
     let Some(stats) = stats() else { return false };
-    let Some(r) = ROUTED.get_ptr_mut(0) else { return false };
+    let Some(r) = EXT_RECORD.get_ptr_mut(0) else { return false };
     // SAFETY: this CPU's slot, used only by this program while it runs.
     let rec = unsafe { zeroed_record(&raw mut (*r).rec) };
     let now = unsafe { bpf_ktime_get_boot_ns() };
@@ -828,14 +828,14 @@ fn emit_routed<F: Frame>(frame: &F, h: &Headers, meta: u64) -> bool {
     let malformed = rec.malformed;
     // SAFETY: as above.
     let r = unsafe { &mut *r };
-    fill_routing(frame, h, &mut r.tail);
-    let Some(size) = verifier_bounded::<{ core::mem::size_of::<RoutedRecord>() }>(
-        (RECORD_SIZE + ROUTING_HEAD) as u32 + r.tail.len as u32,
+    fill_ext(frame, h, &mut r.tail);
+    let Some(size) = verifier_bounded::<{ core::mem::size_of::<ExtRecord>() }>(
+        (RECORD_SIZE + EXT_TAIL_HEAD) as u32 + r.tail.len as u32,
     ) else {
         return false;
     };
     // SAFETY: `size` bytes of the slot (bounded just above).
-    let bytes = unsafe { core::slice::from_raw_parts((r as *const RoutedRecord).cast::<u8>(), size as usize) };
+    let bytes = unsafe { core::slice::from_raw_parts((r as *const ExtRecord).cast::<u8>(), size as usize) };
     if EVENTS.output::<[u8]>(bytes, wakeup_flags(now, filter())).is_err() {
         bump(stats, counter::RINGBUF_FULL);
         return false;

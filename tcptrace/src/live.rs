@@ -89,14 +89,14 @@ fn drain_ring(rb: &mut RingBuf<MapData>, pipe: &mut Pipeline<BoxWrite<'static>>)
         && let Some(item) = rb.next()
     {
         n += 1;
-        let (rec, routing) = decode_entry(&item).context("ring buffer record")?;
+        let (rec, ext) = decode_entry(&item).context("ring buffer record")?;
         let show = match RecordKind::try_from(rec.kind) {
             Ok(RecordKind::Packet) => true,
             Ok(RecordKind::StateOnly) => false,
             Err(k) => anyhow::bail!("ring buffer record of unknown kind {k}"),
         };
         let ts = clock.to_timestamp(rec.ts_ns);
-        let flow = pipe.push(ts, rec.ts_ns as i64, LinkInfo::None, &rec, routing, show)?;
+        let flow = pipe.push(ts, rec.ts_ns as i64, LinkInfo::None, &rec, ext, show)?;
         drop(item);
         if flow == Flow::Stop {
             return Ok((Flow::Stop, n));

@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 
 use anyhow::Context;
 use tcptrace_common::{
-    FilterConfig, PacketRecord, RoutingTail, SliceFrame, fill_record, fill_routing,
+    ExtTail, FilterConfig, PacketRecord, SliceFrame, fill_ext, fill_record,
     filter::{matches_endpoints, matches_flags, matches_hosts},
     parse_headers,
 };
@@ -51,9 +51,9 @@ pub fn run_reader<R: Read>(
     let mut resolver = pipe.resolves_names().then(|| Resolver::new(1));
     let tracks_states = pipe.tracks_states();
     // The record of a frame that leaves one, and whether its line is shown;
-    // its routing header's bytes go to `tail`.
-    let mut tail = Box::new(RoutingTail::empty());
-    let to_record = |pkt: &Packet, tail: &mut RoutingTail| -> Option<(bool, PacketRecord)> {
+    // its IPv6 extension headers' bytes go to `tail`.
+    let mut tail = Box::new(ExtTail::empty());
+    let to_record = |pkt: &Packet, tail: &mut ExtTail| -> Option<(bool, PacketRecord)> {
         let frame = SliceFrame { data: &pkt.data, wire_len: pkt.wire_len };
         let h = parse_headers(&frame, pkt.link).ok()?;
         if !matches_endpoints(&h, &cfg, ports) || (!hosts.is_empty() && !matches_hosts(&frame, &h, &hosts)) {
@@ -65,7 +65,7 @@ pub fn run_reader<R: Read>(
         }
         let mut rec = PacketRecord::zeroed();
         fill_record(&frame, &h, &mut rec);
-        fill_routing(&frame, &h, tail);
+        fill_ext(&frame, &h, tail);
         Some((show, rec))
     };
     let mut result = Ok(());
@@ -82,9 +82,9 @@ pub fn run_reader<R: Read>(
         let link = LinkInfo::from_frame(pkt.link, &pkt.data);
         reader.recycle(pkt.data);
         let Some((show, rec)) = rec else { continue };
-        let routing = tail.bytes();
+        let ext = tail.bytes();
         let mut flow =
-            pipe.push(pkt.ts, states::timestamp_ns(pkt.ts), link, &rec, routing, show).context("writing output")?;
+            pipe.push(pkt.ts, states::timestamp_ns(pkt.ts), link, &rec, ext, show).context("writing output")?;
         if let Some(r) = resolver.as_mut() {
             for ip in pipe.take_requests() {
                 r.request(ip);

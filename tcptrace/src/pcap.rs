@@ -54,14 +54,15 @@ const MAX_EXT_WRITTEN: usize = 16;
 ///
 /// - IPv4 options (a header longer than 20 bytes) become NOPs, so the header
 ///   keeps its length; tcpdump prints IP options only with `-v`.
-/// - IPv6 extension headers become headers of the listed types whose lengths
-///   add up to `l4_off - 40`: hop-by-hop and destination options padded with
-///   PadN, a fragment header holding the record's fragment field (and id 0),
-///   the first routing header as it was (`routing`, its bytes as captured),
-///   any other one as type 0 with segments left 0 (and `::` addresses).
-///   Headers beyond the [`MAX_EXT`] listed are written as destination
-///   options. Fragment headers are 8 bytes, the first routing header its own
-///   length; the other headers are 8 bytes, except the last ones, which take
+/// - IPv6 extension headers are written as they were (`ext`, their bytes as
+///   captured). When the record does not carry them all (more than
+///   [`tcptrace_common::record::MAX_EXT_BYTES`]), they become headers of the
+///   listed types whose lengths add up to `l4_off - 40`: hop-by-hop and
+///   destination options padded with PadN, a fragment header holding the
+///   record's fragment field (and id 0), a routing header of type 0 with
+///   segments left 0 (and `::` addresses). Headers beyond the [`MAX_EXT`]
+///   listed are then written as destination options. Fragment headers are 8
+///   bytes; the other headers are 8 bytes, except the last ones, which take
 ///   the rest.
 /// - The TCP checksum is computed over the pseudo-header and the TCP header
 ///   as written: the right checksum for a segment without payload, a wrong
@@ -69,13 +70,13 @@ const MAX_EXT_WRITTEN: usize = 16;
 ///   checksum when the whole segment was captured). Behind a routing header
 ///   of type 0 or 2 the pseudo-header has its last address, the final
 ///   destination, as the sender's had.
-pub fn reconstruct(rec: &PacketRecord, routing: &[u8], out: &mut Vec<u8>) {
+pub fn reconstruct(rec: &PacketRecord, ext: &[u8], out: &mut Vec<u8>) {
     let start = out.len();
     let l4 = rec.l4_off as usize;
     if rec.family == 4 {
         ipv4_header(rec, out);
     } else {
-        ipv6_headers(rec, routing, out);
+        ipv6_headers(rec, ext, out);
     }
     // The TCP header starts where the record says it does.
     out.resize(start + l4, 0);
@@ -91,7 +92,7 @@ pub fn reconstruct(rec: &PacketRecord, routing: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(&[0, 0]); // checksum, below
     out.extend_from_slice(&rec.urg_ptr.to_be_bytes());
     out.extend_from_slice(rec.options());
-    let sum = tcp_checksum(rec, final_destination(routing), &out[tcp..]);
+    let sum = tcp_checksum(rec, final_destination(rec, ext), &out[tcp..]);
     out[tcp + 16..tcp + 18].copy_from_slice(&sum.to_be_bytes());
     let known = out.len() - start;
     out.truncate(start + known.min(rec.l3_cap_len as usize));
@@ -116,35 +117,23 @@ fn ipv4_header(rec: &PacketRecord, out: &mut Vec<u8>) {
     out[start + 10..start + 12].copy_from_slice(&sum.to_be_bytes());
 }
 
-/// The address a TCP checksum's pseudo-header has behind the routing header
-/// `rh` (tcpdump's `ip6_finddst`): the last one listed by a type 0 or 2
-/// header of even length.
-fn final_destination(rh: &[u8]) -> Option<[u8; 16]> {
-    crate::format::routing_addrs(rh).filter(|_| matches!(rh.get(2), Some(0 | 2))).last()
+/// The address a TCP checksum's pseudo-header has behind the extension
+/// headers `ext` (tcpdump's `ip6_finddst`): the last one listed by a
+/// routing header of type 0 or 2 of even length before any fragment header.
+fn final_destination(rec: &PacketRecord, ext: &[u8]) -> Option<[u8; 16]> {
+    crate::format::ext_headers(rec, ext)
+        .take_while(|e| e.kind != IPV6_FRAGMENT)
+        .filter_map(|e| e.bytes.filter(|rh| e.kind == IPV6_ROUTING && matches!(rh.get(2), Some(0 | 2))))
+        .filter_map(|rh| crate::format::routing_addrs(rh).last())
+        .last()
 }
 
-fn ipv6_headers(rec: &PacketRecord, routing: &[u8], out: &mut Vec<u8>) {
+fn ipv6_headers(rec: &PacketRecord, ext: &[u8], out: &mut Vec<u8>) {
     let n = (rec.ext_count as usize).min(MAX_EXT_WRITTEN);
     let mut types = [IPV6_DSTOPTS; MAX_EXT_WRITTEN];
     let listed = n.min(MAX_EXT);
     types[..listed].copy_from_slice(&rec.ext[..listed]);
     let types = &types[..n];
-    // The first routing header, written as it was, at its own length.
-    let real_rh = types.iter().position(|&t| t == IPV6_ROUTING).filter(|_| routing.len() >= 2);
-    // Lengths: 8 bytes each, the rest of l4_off - 40 to the last headers
-    // that can be longer (not fragment headers), in 8-byte units.
-    let mut lens = [8usize; MAX_EXT_WRITTEN];
-    if let Some(i) = real_rh {
-        lens[i] = (routing[1] as usize + 1) * 8;
-    }
-    let mut rest = (rec.l4_off as usize).saturating_sub(40).saturating_sub(lens[..n].iter().sum()) & !7;
-    for i in (0..n).rev() {
-        if types[i] != IPV6_FRAGMENT && Some(i) != real_rh {
-            let add = rest.min(MAX_EXT_HDR - 8);
-            lens[i] += add;
-            rest -= add;
-        }
-    }
     let next = |i: usize| types.get(i).copied().unwrap_or(IPPROTO_TCP);
     let vtf: u32 = 6 << 28 | (rec.tos as u32) << 20 | (rec.ip6_flow & 0x000f_ffff);
     out.extend_from_slice(&vtf.to_be_bytes());
@@ -153,6 +142,25 @@ fn ipv6_headers(rec: &PacketRecord, routing: &[u8], out: &mut Vec<u8>) {
     out.push(rec.ttl);
     out.extend_from_slice(&rec.src);
     out.extend_from_slice(&rec.dst);
+    // The headers as they were, when the record has all of them, or all
+    // that was captured (the frame is cut there).
+    let chain = (rec.l4_off as usize).saturating_sub(40);
+    let captured = (rec.l3_cap_len as usize).saturating_sub(40).min(chain);
+    if n > 0 && !ext.is_empty() && ext.len() >= captured && ext.len() <= chain {
+        out.extend_from_slice(ext);
+        return;
+    }
+    // Lengths: 8 bytes each, the rest of l4_off - 40 to the last headers
+    // that can be longer (not fragment headers), in 8-byte units.
+    let mut lens = [8usize; MAX_EXT_WRITTEN];
+    let mut rest = chain.saturating_sub(8 * n) & !7;
+    for i in (0..n).rev() {
+        if types[i] != IPV6_FRAGMENT {
+            let add = rest.min(MAX_EXT_HDR - 8);
+            lens[i] += add;
+            rest -= add;
+        }
+    }
     for (i, (&ty, &len)) in types.iter().zip(&lens).enumerate() {
         let start = out.len();
         out.push(next(i + 1));
@@ -161,11 +169,6 @@ fn ipv6_headers(rec: &PacketRecord, routing: &[u8], out: &mut Vec<u8>) {
                 out.push(0);
                 out.extend_from_slice(&rec.ip_frag.to_be_bytes());
                 out.extend_from_slice(&[0; 4]); // identification
-            }
-            IPV6_ROUTING if Some(i) == real_rh => {
-                // As captured (the rest, cut from the file, as zeros).
-                out.extend_from_slice(&routing[1..routing.len().min(len)]);
-                out.resize(start + len, 0);
             }
             IPV6_ROUTING => {
                 // Type 0, segments left 0, reserved, then addresses (zeros).
@@ -261,11 +264,11 @@ impl<W: Write> PcapSink<W> {
     }
 
     /// Writes one record. `Ok(false)` once the reader has gone away.
-    /// `routing`: the bytes of the frame's first IPv6 routing header (empty
-    /// when none).
-    pub fn write(&mut self, ts: Timestamp, rec: &PacketRecord, routing: &[u8]) -> io::Result<bool> {
+    /// `ext`: the bytes of the frame's IPv6 extension headers (empty when
+    /// none).
+    pub fn write(&mut self, ts: Timestamp, rec: &PacketRecord, ext: &[u8]) -> io::Result<bool> {
         self.frame.clear();
-        reconstruct(rec, routing, &mut self.frame);
+        reconstruct(rec, ext, &mut self.frame);
         let frac = match (ts.nanos, self.nano) {
             (false, true) => ts.frac.wrapping_mul(1000),
             (true, false) => ts.frac / 1000,
@@ -352,7 +355,7 @@ pub fn outputs<'a>(
 
 #[cfg(test)]
 mod tests {
-    use tcptrace_common::{LinkType, SliceFrame, parse_frame, parse_frame_routed};
+    use tcptrace_common::{LinkType, SliceFrame, parse_frame, parse_frame_ext};
 
     use super::*;
 
@@ -364,14 +367,13 @@ mod tests {
     fn roundtrip(frame: &[u8], cap: usize) {
         let data = &frame[..cap.min(frame.len())];
         // A cut before the TCP header leaves no record at all.
-        let Ok(mut orig) = parse_frame_routed(&SliceFrame { data, wire_len: frame.len() as u32 }, LinkType::RawIp)
-        else {
+        let Ok(mut orig) = parse_frame_ext(&SliceFrame { data, wire_len: frame.len() as u32 }, LinkType::RawIp) else {
             return;
         };
         let mut out = Vec::new();
         reconstruct(&orig.rec, orig.tail.bytes(), &mut out);
         let back =
-            parse_frame_routed(&SliceFrame { data: &out, wire_len: orig.rec.l3_wire_len }, LinkType::RawIp).unwrap();
+            parse_frame_ext(&SliceFrame { data: &out, wire_len: orig.rec.l3_wire_len }, LinkType::RawIp).unwrap();
         orig.rec.l3_cap_len = orig.rec.l3_cap_len.min(out.len() as u32);
         assert_eq!(back.rec, orig.rec, "record changed through the pcap writer (cut at {cap})");
         assert_eq!(back.tail.bytes(), orig.tail.bytes(), "routing header changed (cut at {cap})");
@@ -480,7 +482,7 @@ mod tests {
     }
 
     #[test]
-    fn routing_headers_are_written_as_they_were() {
+    fn extension_headers_are_written_as_they_were() {
         let srh = srh_body();
         for exts in [&[(IPV6_ROUTING, 56)][..], &[(IPV6_HOPOPTS, 8), (IPV6_ROUTING, 56), (IPV6_FRAGMENT, 8)]] {
             let p = ipv6_with_routing(exts, &srh);
@@ -489,10 +491,11 @@ mod tests {
             for cap in [rh + 4, rh + 10, rh + 30, l4, l4 + 20, p.len()] {
                 roundtrip(&p, cap);
             }
-            let orig = parse_frame_routed(&SliceFrame::full(&p), LinkType::RawIp).unwrap();
+            let orig = parse_frame_ext(&SliceFrame::full(&p), LinkType::RawIp).unwrap();
             let mut out = Vec::new();
             reconstruct(&orig.rec, orig.tail.bytes(), &mut out);
-            assert_eq!(&out[rh..rh + 56], &p[rh..rh + 56], "the routing header is the original's");
+            assert_eq!(&out[40..l4], &p[40..l4], "the extension headers are the original's");
+            assert_eq!(&out[rh..rh + 56], &p[rh..rh + 56]);
         }
     }
 
@@ -509,7 +512,7 @@ mod tests {
             p.truncate(p.len() - 6); // no payload: the 24-byte TCP header alone
             let plen = (p.len() - 40) as u16;
             p[4..6].copy_from_slice(&plen.to_be_bytes());
-            let orig = parse_frame_routed(&SliceFrame::full(&p), LinkType::RawIp).unwrap();
+            let orig = parse_frame_ext(&SliceFrame::full(&p), LinkType::RawIp).unwrap();
             let mut out = Vec::new();
             reconstruct(&orig.rec, orig.tail.bytes(), &mut out);
             let tcp = &out[64..];

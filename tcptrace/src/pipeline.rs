@@ -9,7 +9,7 @@
 
 use std::{collections::VecDeque, io, io::Write, net::IpAddr};
 
-use tcptrace_common::{PacketRecord, SliceFrame, routed_destination};
+use tcptrace_common::{PacketRecord, SliceFrame, record::MAX_EXT, routed_destination};
 
 use crate::{
     cli::{Args, TimestampMode},
@@ -58,8 +58,8 @@ struct Pending {
     ns: i64,
     link: LinkInfo,
     rec: PacketRecord,
-    /// Its routing header's bytes (see [`Pipeline::push`]).
-    routing: Vec<u8>,
+    /// Its IPv6 extension headers' bytes (see [`Pipeline::push`]).
+    ext: Vec<u8>,
     show: bool,
 }
 
@@ -109,13 +109,17 @@ fn put_events(
 }
 
 /// `rec` as the state tracker takes it when its frame has a routing header
+/// (the first of the headers it lists, as in the kernel's connection table)
 /// naming another final destination: with that destination, the address its
 /// connection has (see [`tcptrace_common::routed_destination`]), so that
 /// both directions are one connection. `None` otherwise.
-fn routed_record(rec: &PacketRecord, routing: &[u8]) -> Option<PacketRecord> {
+fn routed_record(rec: &PacketRecord, ext: &[u8]) -> Option<PacketRecord> {
+    if ext.is_empty() {
+        return None;
+    }
+    let rh = crate::format::ext_headers(rec, ext).take(MAX_EXT).find(|e| e.kind == 43)?.bytes?;
     let mut dst = rec.dst;
-    (rec.family == 6 && !routing.is_empty() && routed_destination(&SliceFrame::full(routing), 0, &mut dst))
-        .then_some(PacketRecord { dst, ..*rec })
+    routed_destination(&SliceFrame::full(rh), 0, &mut dst).then_some(PacketRecord { dst, ..*rec })
 }
 
 impl<W: Write> Pipeline<W> {
@@ -192,15 +196,15 @@ impl<W: Write> Pipeline<W> {
 
     /// Takes a record: `show` prints its packet line; every record goes to the
     /// state tracker. `ts` is its wall-clock time, `ns` its clock value,
-    /// `routing` the bytes of its frame's first IPv6 routing header (empty
-    /// when none; see [`tcptrace_common::RoutingTail`]).
+    /// `ext` the bytes of its frame's IPv6 extension headers (empty when
+    /// none; see [`tcptrace_common::ExtTail`]).
     pub fn push(
         &mut self,
         ts: Timestamp,
         ns: i64,
         link: LinkInfo,
         rec: &PacketRecord,
-        routing: &[u8],
+        ext: &[u8],
         show: bool,
     ) -> io::Result<Flow> {
         if self.stopped {
@@ -208,7 +212,7 @@ impl<W: Write> Pipeline<W> {
         }
         let before = self.requests.len();
         if show {
-            self.requests.extend(self.fmt.unresolved(rec, routing));
+            self.requests.extend(self.fmt.unresolved(rec, ext));
             // Both addresses may be the same one.
             if self.requests.len() == before + 2 && self.requests[before] == self.requests[before + 1] {
                 self.requests.pop();
@@ -218,10 +222,10 @@ impl<W: Write> Pipeline<W> {
         let waits = self.requests.len() != before;
         if self.queue.is_empty() && !waits {
             // Nothing waits before it and it waits for nothing: no queueing.
-            self.emit(ts, ns, link, rec, routing, show)?;
+            self.emit(ts, ns, link, rec, ext, show)?;
             return Ok(if self.stopped { Flow::Stop } else { Flow::Go });
         }
-        self.queue.push_back(Pending { ts, ns, link, rec: *rec, routing: routing.to_vec(), show });
+        self.queue.push_back(Pending { ts, ns, link, rec: *rec, ext: ext.to_vec(), show });
         self.drain()
     }
 
@@ -265,11 +269,11 @@ impl<W: Write> Pipeline<W> {
                 self.queue.clear();
                 break;
             }
-            if p.show && self.fmt.unresolved(&p.rec, &p.routing).next().is_some() {
+            if p.show && self.fmt.unresolved(&p.rec, &p.ext).next().is_some() {
                 break;
             }
             let Some(p) = self.queue.pop_front() else { break };
-            self.emit(p.ts, p.ns, p.link, &p.rec, &p.routing, p.show)?;
+            self.emit(p.ts, p.ns, p.link, &p.rec, &p.ext, p.show)?;
         }
         Ok(if self.stopped { Flow::Stop } else { Flow::Go })
     }
@@ -282,7 +286,7 @@ impl<W: Write> Pipeline<W> {
         ns: i64,
         link: LinkInfo,
         rec: &PacketRecord,
-        routing: &[u8],
+        ext: &[u8],
         show: bool,
     ) -> io::Result<()> {
         if self.stopped {
@@ -290,7 +294,7 @@ impl<W: Write> Pipeline<W> {
         }
         self.line.clear();
         if let (true, Some(pcap)) = (show, self.pcap.as_mut()) {
-            if !pcap.write(ts, rec, routing)? {
+            if !pcap.write(ts, rec, ext)? {
                 self.stopped = true;
                 return Ok(());
             }
@@ -300,14 +304,14 @@ impl<W: Write> Pipeline<W> {
             }
         } else if show && self.json {
             self.scratch.clear();
-            self.fmt.write_packet_link(ts, link, rec, routing, &mut self.scratch);
+            self.fmt.write_packet_link(ts, link, rec, ext, &mut self.scratch);
             let text = String::from_utf8_lossy(&self.scratch);
             crate::json::write_packet(ts, rec, &text, &mut self.line);
         } else if show {
-            self.fmt.write_packet_link(ts, link, rec, routing, &mut self.line);
+            self.fmt.write_packet_link(ts, link, rec, ext, &mut self.line);
         }
         if let Some(st) = self.states.as_mut() {
-            let routed = routed_record(rec, routing);
+            let routed = routed_record(rec, ext);
             put_events(
                 st.observe_events(ns, routed.as_ref().unwrap_or(rec)),
                 &self.fmt,
@@ -378,7 +382,7 @@ impl<W: Write> Pipeline<W> {
     /// record's time), tcpdump's trailing empty line when `interrupted`, flush.
     pub fn finish(&mut self, now_ns: Option<i64>, interrupted: bool) -> io::Result<()> {
         while let Some(p) = self.queue.front() {
-            let unresolved: Vec<IpAddr> = self.fmt.unresolved(&p.rec, &p.routing).collect();
+            let unresolved: Vec<IpAddr> = self.fmt.unresolved(&p.rec, &p.ext).collect();
             for ip in unresolved {
                 self.fmt.set_host_name(ip, None);
             }

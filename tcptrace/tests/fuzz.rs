@@ -37,7 +37,7 @@ use tcptrace::{
     pipeline::{Pipeline, TimeBase},
 };
 use tcptrace_common::{
-    LinkType, PacketRecord, SliceFrame, fill_record, parse_frame, parse_frame_routed, parse_headers,
+    LinkType, PacketRecord, SliceFrame, fill_record, parse_frame, parse_frame_ext, parse_headers,
     record::{MAX_OPTIONS, RECORD_SIZE},
 };
 
@@ -455,13 +455,13 @@ fn fuzz_frame_parser() {
                 rec
             });
             prop_assert_eq!(&got, &split);
-            let routed = parse_frame_routed(&frame, link);
+            let routed = parse_frame_ext(&frame, link);
             prop_assert_eq!(&got, &routed.map(|r| r.rec));
             let Ok(rec) = got else { continue };
-            let routed = parse_frame_routed(&frame, link).unwrap();
-            let routing = routed.tail.bytes();
-            prop_assert!(routing.is_empty() || rec.ext[..rec.ext_count.min(4) as usize].contains(&43));
-            prop_assert!(routing.len() <= data.len());
+            let routed = parse_frame_ext(&frame, link).unwrap();
+            let ext = routed.tail.bytes();
+            prop_assert_eq!(ext.is_empty(), rec.ext_count == 0 || rec.l3_cap_len <= 40);
+            prop_assert!(ext.len() <= data.len());
             prop_assert!(rec.l3_cap_len as usize <= data.len());
             prop_assert!(rec.opt_len as usize <= MAX_OPTIONS);
             prop_assert!(rec.family == 4 || rec.family == 6);
@@ -469,7 +469,7 @@ fn fuzz_frame_parser() {
             let f = &mut fmts[(r % 8) as usize];
             let ts = Timestamp::micros((r >> 8) as i64 % 4_000_000_000, (r >> 40) % 1_100_000);
             let mut out = Vec::new();
-            f.write_packet_link(ts, LinkInfo::from_frame(link, &data), &rec, routing, &mut out);
+            f.write_packet_link(ts, LinkInfo::from_frame(link, &data), &rec, ext, &mut out);
             prop_assert!(out.ends_with(b"\n"));
             let line = String::from_utf8_lossy(&out).into_owned();
             let mut json = Vec::new();
@@ -477,7 +477,7 @@ fn fuzz_frame_parser() {
             let v: serde_json::Value = serde_json::from_slice(&json).map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(v["type"].as_str(), Some("packet"));
             let mut pkt = Vec::new();
-            tcptrace::pcap::reconstruct(&rec, routing, &mut pkt);
+            tcptrace::pcap::reconstruct(&rec, ext, &mut pkt);
         }
         Ok(())
     });
@@ -559,10 +559,10 @@ fn fuzz_records_through_pipeline() {
             } else {
                 LinkInfo::Sll2 { ifindex: link as u32 >> 1, pkttype: link }
             };
-            // Any bytes as a routing header: the formatter and the pcap
+            // Any bytes as extension headers: the formatter and the pcap
             // writer read only what is there.
-            let routing = &bytes[..(link as usize % 80).min(bytes.len())];
-            pipe.push(ts, ns_base, li, &rec, routing, show).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let ext = &bytes[..(link as usize % 80).min(bytes.len())];
+            pipe.push(ts, ns_base, li, &rec, ext, show).map_err(|e| TestCaseError::fail(e.to_string()))?;
             if link > 250 {
                 pipe.tick(now).map_err(|e| TestCaseError::fail(e.to_string()))?;
             }

@@ -14,7 +14,7 @@ use tcptrace_common::{
     FilterConfig, LinkType, PacketRecord, PortBitmap, RecordKind, Skip, SliceFrame,
     decode::decode_entry,
     filter::HostSet,
-    parse_frame, parse_frame_routed,
+    parse_frame, parse_frame_ext,
     record::{Direction, flags},
 };
 
@@ -51,7 +51,7 @@ impl Harness {
         self.try_run_routed(prog, frame).map(|v| v.into_iter().map(|(r, _)| r).collect())
     }
 
-    /// [`Harness::try_run`] with each record's routing-header bytes.
+    /// [`Harness::try_run`] with each record's extension-header bytes.
     fn try_run_routed(&mut self, prog: &'static str, frame: &[u8]) -> Option<Vec<(PacketRecord, Vec<u8>)>> {
         let mut out = vec![0u8; frame.len() + 256];
         let opts = TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ..Default::default() };
@@ -71,8 +71,8 @@ impl Harness {
         assert_eq!(&out[..res.data_size_out as usize], frame, "{prog} changed the frame");
         let mut recs = Vec::new();
         while let Some(item) = self.events.next() {
-            let (rec, routing) = decode_entry(&item).expect("entry size");
-            recs.push((rec, routing.to_vec()));
+            let (rec, ext) = decode_entry(&item).expect("entry size");
+            recs.push((rec, ext.to_vec()));
         }
         Some(recs)
     }
@@ -114,9 +114,9 @@ fn is_root() -> bool {
 }
 
 /// Runs every program on `frame` and checks it against the userspace parser
-/// (the record and the routing header's bytes). Returns how many programs ran.
+/// (the record and the extension headers' bytes). Returns how many programs ran.
 fn check_frame(h: &mut Harness, name: &str, frame: &[u8]) -> u64 {
-    let expected = parse_frame_routed(&SliceFrame::full(frame), LinkType::Ethernet).ok();
+    let expected = parse_frame_ext(&SliceFrame::full(frame), LinkType::Ethernet).ok();
     let mut ran = 0;
     for prog in [XDP_PROG, TC_INGRESS_PROG, TC_EGRESS_PROG] {
         let Some(recs) = h.try_run_routed(prog, frame) else { continue };
@@ -125,7 +125,7 @@ fn check_frame(h: &mut Harness, name: &str, frame: &[u8]) -> u64 {
             Some(e) => {
                 assert_eq!(recs.len(), 1, "{name}: {prog} emitted {} records", recs.len());
                 assert_eq!(comparable(recs[0].0, prog), e.rec, "{name}: {prog} record differs from userspace parser");
-                assert_eq!(recs[0].1, e.tail.bytes(), "{name}: {prog} routing header differs from userspace parser");
+                assert_eq!(recs[0].1, e.tail.bytes(), "{name}: {prog} extension headers differ from userspace parser");
             }
             None => assert!(recs.is_empty(), "{name}: {prog} emitted a record userspace does not"),
         }
@@ -254,7 +254,7 @@ fn differential_random_frames() {
         }
         // Every frame through every program (try_run also checks that the
         // frame comes back unchanged and the verdict is a pass).
-        let expected = parse_frame_routed(&SliceFrame::full(&f), LinkType::Ethernet).ok();
+        let expected = parse_frame_ext(&SliceFrame::full(&f), LinkType::Ethernet).ok();
         for (p, prog) in [XDP_PROG, TC_INGRESS_PROG, TC_EGRESS_PROG].into_iter().enumerate() {
             let Some(recs) = h.try_run_routed(prog, &f) else { continue };
             ran[p] += 1;
@@ -262,7 +262,7 @@ fn differential_random_frames() {
                 Some(e) => {
                     assert_eq!(recs.len(), 1, "frame {i} ({:02x?}): {prog} emitted {}", f, recs.len());
                     assert_eq!(comparable(recs[0].0, prog), e.rec, "frame {i} ({f:02x?}) via {prog}");
-                    assert_eq!(recs[0].1, e.tail.bytes(), "frame {i} ({f:02x?}) via {prog}: routing header");
+                    assert_eq!(recs[0].1, e.tail.bytes(), "frame {i} ({f:02x?}) via {prog}: extension headers");
                     routed += usize::from(!recs[0].1.is_empty());
                     emitted += 1;
                 }
@@ -277,7 +277,7 @@ fn differential_random_frames() {
         assert!(*n >= 8_000, "only {n} frames ran through {}", [XDP_PROG, TC_INGRESS_PROG, TC_EGRESS_PROG][p]);
     }
     assert!(emitted > 6_000, "only {emitted} records from 3 x 10000 runs");
-    assert!(routed > 60, "only {routed} records with a routing header");
+    assert!(routed > 60, "only {routed} records with extension headers");
 }
 
 /// With a flag filter, segments that change a connection's state but are

@@ -284,19 +284,20 @@ impl Formatter {
 
     /// Addresses of `rec` whose names are still unknown (none with `-n`):
     /// its source and destination, and the addresses its line prints from
-    /// the routing header `routing` (see [`routing_addrs`]). Until they are
-    /// given with [`Formatter::set_host_name`], the line prints them as
-    /// numbers.
-    pub fn unresolved<'a>(&'a self, rec: &PacketRecord, routing: &'a [u8]) -> impl Iterator<Item = IpAddr> + use<'a> {
+    /// routing headers in its extension headers `ext` (see
+    /// [`routing_addrs`]). Until they are given with
+    /// [`Formatter::set_host_name`], the line prints them as numbers.
+    pub fn unresolved<'a>(&'a self, rec: &PacketRecord, ext: &'a [u8]) -> impl Iterator<Item = IpAddr> + use<'a> {
         let hosts = self.hosts.as_ref();
         let addrs = match rec.family {
             4 => [ip4(&rec.src), ip4(&rec.dst)],
             _ => [IpAddr::from(rec.src), IpAddr::from(rec.dst)],
         };
-        let rh = if hosts.is_some() { routing } else { &[] };
+        let ext = if hosts.is_some() { ext } else { &[] };
+        let routing = ext_headers(rec, ext).filter(|e| e.kind == 43).filter_map(|e| e.bytes);
         addrs
             .into_iter()
-            .chain(routing_addrs(rh).map(IpAddr::from))
+            .chain(routing.flat_map(routing_addrs).map(IpAddr::from))
             .filter(move |ip| hosts.is_some_and(|h| !h.contains(ip)))
     }
 
@@ -358,13 +359,14 @@ impl Formatter {
     }
 
     /// Like [`Formatter::write_packet`], with what the link layer prints and
-    /// the bytes of the frame's first IPv6 routing header (empty when none).
+    /// the bytes of the frame's IPv6 extension headers (`ext`, empty when
+    /// none; see [`tcptrace_common::ExtTail`]).
     pub fn write_packet_link(
         &mut self,
         ts: Timestamp,
         link: LinkInfo,
         rec: &PacketRecord,
-        routing: &[u8],
+        ext: &[u8],
         out: &mut Vec<u8>,
     ) {
         self.ts.print(out, self.opts.ts_mode, self.opts.nano, ts);
@@ -386,7 +388,7 @@ impl Formatter {
         dst.clear();
         match rec.family {
             4 => self.ipv4(rec, &mut s, &mut src, &mut dst),
-            6 => self.ipv6(rec, routing, &mut s, &mut src, &mut dst),
+            6 => self.ipv6(rec, ext, &mut s, &mut src, &mut dst),
             f => {
                 let _ = write!(s, "IP{f} (invalid)");
             }
@@ -436,7 +438,7 @@ impl Formatter {
     }
 
     /// `ip6_print` with the extension headers the record lists.
-    fn ipv6(&mut self, r: &PacketRecord, routing: &[u8], s: &mut String, src: &mut String, dst: &mut String) {
+    fn ipv6(&mut self, r: &PacketRecord, chain: &[u8], s: &mut String, src: &mut String, dst: &mut String) {
         let length = r.l3_wire_len;
         if length < 40 {
             let _ = write!(s, "truncated-ip6 {length}");
@@ -460,17 +462,15 @@ impl Formatter {
         if !self.host(IpAddr::from(r.dst), dst) {
             addr::ipv6(&r.dst, dst);
         }
-        let n_ext = (r.ext_count as usize).min(MAX_EXT);
-        let exts = &r.ext[..n_ext];
+        let exts: Vec<ExtHeader> = ext_headers(r, chain).collect();
         let l4 = r.l4_off as u32;
         let mut snap = r.l3_cap_len.min(len);
         if !exts.is_empty() {
             let _ = write!(s, "{src} > {dst}: ");
         }
         let mut found_hbh = false;
-        let mut routing = Some(routing).filter(|rh| !rh.is_empty());
-        for (i, &nh) in exts.iter().enumerate() {
-            match nh {
+        for (i, e) in exts.iter().enumerate() {
+            match e.kind {
                 0 => {
                     if found_hbh {
                         s.push_str("[The Hop-by-Hop Options header was already found] (invalid)");
@@ -482,8 +482,8 @@ impl Formatter {
                     }
                     s.push_str("HBH ");
                     if payload_len == 0 {
-                        // A jumbo payload option would be needed; the record
-                        // does not carry the option bytes.
+                        // A jumbo payload option would be needed: tcpdump
+                        // looks for one only when the payload length is 0.
                         s.push_str("[No valid Jumbo Payload Hop-by-Hop option found] (invalid)");
                         return;
                     }
@@ -491,13 +491,13 @@ impl Formatter {
                 }
                 60 => s.push_str("DSTOPT "),
                 44 => {
-                    // The record keeps no per-header offsets: the fragment
-                    // header is taken to sit right before the TCP header when
-                    // it is the last one listed, else after 8-byte headers.
-                    let off = if i + 1 == n_ext && r.ext_count as usize == n_ext {
-                        l4.saturating_sub(8)
-                    } else {
-                        40 + 8 * i as u32
+                    // Without the chain's bytes, the fragment header is
+                    // taken to sit right before the TCP header when it is
+                    // the last one listed, else after 8-byte headers.
+                    let off = match e.bytes {
+                        Some(_) => e.off,
+                        None if i + 1 == exts.len() && r.ext_count as usize == exts.len() => l4.saturating_sub(8),
+                        None => 40 + 8 * i as u32,
                     };
                     let flen = (40u64 + payload_len as u64).wrapping_sub(off as u64 + 8);
                     let _ = write!(s, "frag ({}|{}) ", r.ip_frag & 0xfff8, flen);
@@ -507,13 +507,12 @@ impl Formatter {
                         return;
                     }
                 }
-                43 => match routing.take() {
+                43 => match e.bytes {
                     Some(rh) => {
                         if !self.rt6(rh, s) {
                             return;
                         }
                     }
-                    // Only the first routing header's bytes are carried.
                     None => s.push_str("RT6 "),
                 },
                 _ => {}
@@ -779,6 +778,43 @@ fn option_name(opt: u8) -> Option<&'static str> {
         34 => "tfo",
         254 => "exp",
         _ => return None,
+    })
+}
+
+/// One of a record's IPv6 extension headers (see [`ext_headers`]).
+#[derive(Clone, Copy, Debug)]
+pub struct ExtHeader<'a> {
+    /// Its type (next-header number).
+    pub kind: u8,
+    /// Its offset from the IPv6 header, when `bytes` is known.
+    pub off: u32,
+    /// Its bytes, cut where the capture (or the record's tail) ends; `None`
+    /// when the record did not carry them.
+    pub bytes: Option<&'a [u8]>,
+}
+
+/// The extension headers of `r`, in order: the types it lists, with their
+/// bytes from `chain` (the bytes after its IPv6 header; see
+/// [`tcptrace_common::ExtTail`]), which also give the types of headers
+/// beyond the [`MAX_EXT`] listed. Without `chain`, the listed types alone.
+pub fn ext_headers<'a>(r: &PacketRecord, chain: &'a [u8]) -> impl Iterator<Item = ExtHeader<'a>> + use<'a> {
+    let (listed, count, first) = (r.ext, r.ext_count as usize, r.ext[0]);
+    let mut at = Some(0usize);
+    let mut kind = Some(first);
+    (0..count).map_while(move |i| {
+        let k = if i < MAX_EXT { listed[i] } else { kind? };
+        let here = at.filter(|&a| a < chain.len());
+        let Some(a) = here else {
+            // Past the carried bytes: only the listed types are known.
+            at = None;
+            kind = None;
+            return (i < MAX_EXT).then_some(ExtHeader { kind: k, off: 0, bytes: None });
+        };
+        let len = if k == 44 { Some(8) } else { chain.get(a + 1).map(|&l| (l as usize + 1) * 8) };
+        let bytes = &chain[a..len.map_or(chain.len(), |l| (a + l).min(chain.len()))];
+        kind = Some(chain[a]);
+        at = len.map(|l| a + l);
+        Some(ExtHeader { kind: k, off: 40 + a as u32, bytes: Some(bytes) })
     })
 }
 

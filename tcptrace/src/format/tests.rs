@@ -354,7 +354,7 @@ fn routing_header_addresses_get_names() {
     frame.extend_from_slice(&plain[40..]);
     let plen = (frame.len() - 40) as u16;
     frame[4..6].copy_from_slice(&plen.to_be_bytes());
-    let r = tcptrace_common::parse_frame_routed(&SliceFrame::full(&frame), LinkType::RawIp).unwrap();
+    let r = tcptrace_common::parse_frame_ext(&SliceFrame::full(&frame), LinkType::RawIp).unwrap();
     let rh = r.tail.bytes();
     assert_eq!(rh.len(), 24);
     let want: Vec<IpAddr> = vec![src.into(), dst.into(), home.into()];

@@ -213,6 +213,18 @@ def main():
         dict(data=ip6(tcp(dport=9999, flags=0x18, seq=1, ack=1, payload=5), nh=0, ext=bytes([43, 0, 1, 4, 0, 0, 0, 0]) + rh(44, 0, 0, b"\0\0\0\0" + a6("::1")) + bytes([6, 0, 0, 0, 0, 0, 0, 1]))),
         dict(data=ip6(syn, nh=43, ext=rh(60, 2, 1, b"\0\0\0\0" + a6("2001:db8::7")) + bytes([6, 0, 1, 4, 0, 0, 0, 0]))),
     ]
+    # Longer chains: five and six headers (a routing header fifth), two
+    # routing headers, a 16-byte hop-by-hop header before a fragment header.
+    def d(nh, words=0):
+        return bytes([nh, words, 1, 4 + 8 * words]) + b"\0" * (4 + 8 * words)
+
+    t2 = rh(6, 2, 1, b"\0\0\0\0" + a6("2001:db8::7"))
+    rt_frames += [
+        dict(data=ip6(syn, nh=60, ext=d(60) + d(60) + d(60) + d(60) + d(6))),
+        dict(data=ip6(syn, nh=60, ext=d(60) + d(60) + d(60) + d(43) + rh(60, 2, 1, b"\0\0\0\0" + a6("2001:db8::8")) + d(6))),
+        dict(data=ip6(syn, nh=43, ext=rh(43, 2, 1, b"\0\0\0\0" + a6("2001:db8::1:1")) + t2)),
+        dict(data=ip6(tcp(dport=9999, flags=0x18, seq=1, ack=1, payload=5), nh=0, ext=d(44, 1) + bytes([6, 0, 0, 0, 0, 0, 0, 1]))),
+    ]
     pcap("ipv6-routing.pcap", rt_frames, link=101)
     cases.append(("ipv6-routing.pcap", "-n"))
     cases.append(("ipv6-routing.pcap", "-n -S -tt"))
