@@ -211,7 +211,7 @@ impl<W: Write> Pipeline<W> {
             return Ok(Flow::Stop);
         }
         let before = self.requests.len();
-        if show {
+        if show && self.resolves_names() {
             self.requests.extend(self.fmt.unresolved(rec, ext));
             // Both addresses may be the same one.
             if self.requests.len() == before + 2 && self.requests[before] == self.requests[before + 1] {
