@@ -480,16 +480,28 @@ impl Formatter {
                         s.push_str("[The Hop-by-Hop Options header don't follow the IPv6 header] (invalid)");
                         return;
                     }
-                    s.push_str("HBH ");
+                    // `hbhopt_print` prints the header only when all of it
+                    // was captured.
+                    let whole = e.bytes.is_none_or(whole_header);
+                    s.push_str(if whole { "HBH " } else { " [|hbhopt]" });
                     if payload_len == 0 {
                         // A jumbo payload option would be needed: tcpdump
                         // looks for one only when the payload length is 0.
                         s.push_str("[No valid Jumbo Payload Hop-by-Hop option found] (invalid)");
                         return;
                     }
+                    if !whole {
+                        return;
+                    }
                     found_hbh = true;
                 }
-                60 => s.push_str("DSTOPT "),
+                60 => {
+                    if !e.bytes.is_none_or(whole_header) {
+                        s.push_str(" [|dstopt]");
+                        return;
+                    }
+                    s.push_str("DSTOPT ");
+                }
                 44 => {
                     // Without the chain's bytes, the fragment header is
                     // taken to sit right before the TCP header when it is
@@ -816,6 +828,12 @@ pub fn ext_headers<'a>(r: &PacketRecord, chain: &'a [u8]) -> impl Iterator<Item 
         at = len.map(|l| a + l);
         Some(ExtHeader { kind: k, off: 40 + a as u32, bytes: Some(bytes) })
     })
+}
+
+/// Whether `h`, an options header's captured bytes, holds all of it (its
+/// length byte says how long it is).
+fn whole_header(h: &[u8]) -> bool {
+    h.get(1).is_some_and(|&l| h.len() >= (l as usize + 1) * 8)
 }
 
 /// The addresses `rt6_print` prints from the routing header `rh` (its

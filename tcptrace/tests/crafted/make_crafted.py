@@ -225,6 +225,13 @@ def main():
         dict(data=ip6(syn, nh=43, ext=rh(43, 2, 1, b"\0\0\0\0" + a6("2001:db8::1:1")) + t2)),
         dict(data=ip6(tcp(dport=9999, flags=0x18, seq=1, ack=1, payload=5), nh=0, ext=d(44, 1) + bytes([6, 0, 0, 0, 0, 0, 0, 1]))),
     ]
+    # Options and fragment headers cut by the capture.
+    rt_frames += [
+        dict(data=ip6(syn, nh=60, ext=d(6, 1)), cap=40 + 10),
+        dict(data=ip6(syn, nh=0, ext=d(6, 1)), cap=40 + 10),
+        dict(data=ip6(syn, nh=44, ext=bytes([6, 0, 0, 0, 0, 0, 0, 1])), cap=40 + 6),
+        dict(data=ip6(syn, nh=60, ext=d(6, 1)), cap=40 + 16 + 2),
+    ]
     pcap("ipv6-routing.pcap", rt_frames, link=101)
     cases.append(("ipv6-routing.pcap", "-n"))
     cases.append(("ipv6-routing.pcap", "-n -S -tt"))
