@@ -63,15 +63,15 @@ mod tests {
         rec.sport = 7;
         let plain = rec.as_bytes().to_vec();
         assert_eq!(decode_entry(&plain), Ok((rec, &[][..])));
-        let mut routed: Vec<u8> = plain.clone();
-        routed.extend_from_slice(&24u16.to_ne_bytes());
-        routed.extend_from_slice(&[0; 6]);
-        routed.extend((0..24).map(|i| i as u8));
-        let (r, rh) = decode_entry(&routed).unwrap();
+        let mut with_ext: Vec<u8> = plain.clone();
+        with_ext.extend_from_slice(&24u16.to_ne_bytes());
+        with_ext.extend_from_slice(&[0; 6]);
+        with_ext.extend((0..24).map(|i| i as u8));
+        let (r, rh) = decode_entry(&with_ext).unwrap();
         assert_eq!((r, rh.len(), rh[23]), (rec, 24, 23));
         // A length that does not match the entry's, zero, too long, or no tail.
-        assert_eq!(decode_entry(&routed[..routed.len() - 1]), Err(DecodeError::ExtLength(175, 24)));
-        let mut zero = routed.clone();
+        assert_eq!(decode_entry(&with_ext[..with_ext.len() - 1]), Err(DecodeError::ExtLength(175, 24)));
+        let mut zero = with_ext.clone();
         zero[RECORD_SIZE..RECORD_SIZE + 2].copy_from_slice(&0u16.to_ne_bytes());
         assert!(decode_entry(&zero).is_err());
         let mut long = plain.clone();
@@ -79,6 +79,6 @@ mod tests {
         long.extend(std::iter::repeat_n(0, 4006));
         assert!(decode_entry(&long).is_err());
         assert_eq!(decode_entry(&plain[..100]), Err(DecodeError::Length(100)));
-        assert_eq!(decode_entry(&routed[..150]), Err(DecodeError::Length(150)));
+        assert_eq!(decode_entry(&with_ext[..150]), Err(DecodeError::Length(150)));
     }
 }
