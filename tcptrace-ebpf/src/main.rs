@@ -549,35 +549,35 @@ fn trace_full<F: Frame + Track>(frame: &F, parsed: Option<Result<Headers, Skip>>
         bump(stats, counter::RINGBUF_FULL);
         return;
     };
-    let rec = entry.as_mut_ptr();
     // SAFETY: the entry is valid ring-buffer memory for one record, 8-byte
-    // aligned; every bit pattern is a valid record.
-    let rec = unsafe { zeroed_record(rec) };
-    let now = unsafe { bpf_ktime_get_boot_ns() };
-    rec.ts_ns = now;
-    rec.ifindex = ifindex;
-    rec.direction = direction as u8;
-    fill_record(frame, &headers, rec);
-    rec.kind = kind as u8;
-    let malformed = rec.malformed;
+    // aligned.
+    let (now, malformed) =
+        unsafe { build_record(entry.as_mut_ptr(), frame, &headers, ifindex, direction as u8, kind as u8) };
     entry.submit(wakeup_flags(now, cfg));
-    bump(stats, counter::EMITTED);
-    if malformed != 0 {
-        bump_malformed(stats, malformed);
-    }
+    count_sent(stats, malformed);
 }
 
-/// Zeroes the record at `rec` in place with word stores (volatile, so that
-/// LLVM does not make them a `memset` call: BPF's is a byte loop, 144
-/// stores, a quarter of an emitted record's cost).
+/// Zeroes the record at `rec` in place and fills it for the frame (`h` its
+/// headers), seen now on interface `ifindex` in `direction`, as a record of
+/// `kind`; returns the time it was made and its [`tcptrace_common::Malformed`]
+/// reason. Zeroed with word stores (volatile, so that LLVM does not make
+/// them a `memset` call: BPF's is a byte loop, 144 stores, a quarter of an
+/// emitted record's cost).
 ///
 /// # Safety
 /// `rec` must be valid, 8-byte aligned memory for one record, not otherwise
 /// in use.
 #[inline(always)]
-unsafe fn zeroed_record<'a>(rec: *mut PacketRecord) -> &'a mut PacketRecord {
+unsafe fn build_record<F: Frame>(
+    rec: *mut PacketRecord,
+    frame: &F,
+    h: &Headers,
+    ifindex: u32,
+    direction: u8,
+    kind: u8,
+) -> (u64, u8) {
     // SAFETY: the caller's; every bit pattern is a valid record.
-    unsafe {
+    let rec = unsafe {
         let words = rec.cast::<u64>();
         let mut i = 0;
         while i < RECORD_SIZE / 8 {
@@ -585,6 +585,22 @@ unsafe fn zeroed_record<'a>(rec: *mut PacketRecord) -> &'a mut PacketRecord {
             i += 1;
         }
         &mut *rec
+    };
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    rec.ts_ns = now;
+    rec.ifindex = ifindex;
+    rec.direction = direction;
+    fill_record(frame, h, rec);
+    rec.kind = kind;
+    (now, rec.malformed)
+}
+
+/// Counts a record sent, and its malformed reason when it has one.
+#[inline(always)]
+fn count_sent(stats: &mut Stats, malformed: u8) {
+    bump(stats, counter::EMITTED);
+    if malformed != 0 {
+        bump_malformed(stats, malformed);
     }
 }
 
@@ -818,14 +834,8 @@ fn emit_ext<F: Frame>(frame: &F, h: &Headers, meta: u64) -> bool {
     let Some(stats) = stats() else { return false };
     let Some(r) = EXT_RECORD.get_ptr_mut(0) else { return false };
     // SAFETY: this CPU's slot, used only by this program while it runs.
-    let rec = unsafe { zeroed_record(&raw mut (*r).rec) };
-    let now = unsafe { bpf_ktime_get_boot_ns() };
-    rec.ts_ns = now;
-    rec.ifindex = meta as u32;
-    rec.direction = (meta >> 40) as u8;
-    fill_record(frame, h, rec);
-    rec.kind = (meta >> 32) as u8;
-    let malformed = rec.malformed;
+    let (now, malformed) =
+        unsafe { build_record(&raw mut (*r).rec, frame, h, meta as u32, (meta >> 40) as u8, (meta >> 32) as u8) };
     // SAFETY: as above.
     let r = unsafe { &mut *r };
     fill_ext(frame, h, &mut r.tail);
@@ -840,10 +850,7 @@ fn emit_ext<F: Frame>(frame: &F, h: &Headers, meta: u64) -> bool {
         bump(stats, counter::RINGBUF_FULL);
         return false;
     }
-    bump(stats, counter::EMITTED);
-    if malformed != 0 {
-        bump_malformed(stats, malformed);
-    }
+    count_sent(stats, malformed);
     true
 }
 
