@@ -362,8 +362,8 @@ mod tests {
     const IPV6_HOPOPTS: u8 = 0;
 
     /// Parses `frame` cut at `cap`, writes the record, parses that again:
-    /// the same record and routing header, but for the payload bytes, which
-    /// are not written.
+    /// the same record and extension headers, but for the payload bytes,
+    /// which are not written.
     fn roundtrip(frame: &[u8], cap: usize) {
         let data = &frame[..cap.min(frame.len())];
         // A cut before the TCP header leaves no record at all.
@@ -376,7 +376,7 @@ mod tests {
             parse_frame_ext(&SliceFrame { data: &out, wire_len: orig.rec.l3_wire_len }, LinkType::RawIp).unwrap();
         orig.rec.l3_cap_len = orig.rec.l3_cap_len.min(out.len() as u32);
         assert_eq!(back.rec, orig.rec, "record changed through the pcap writer (cut at {cap})");
-        assert_eq!(back.tail.bytes(), orig.tail.bytes(), "routing header changed (cut at {cap})");
+        assert_eq!(back.tail.bytes(), orig.tail.bytes(), "extension headers changed (cut at {cap})");
     }
 
     fn ipv4_syn(ihl: usize) -> Vec<u8> {

@@ -810,9 +810,11 @@ pub struct ExtHeader<'a> {
 /// [`tcptrace_common::ExtTail`]), which also give the types of headers
 /// beyond the [`MAX_EXT`] listed. Without `chain`, the listed types alone.
 pub fn ext_headers<'a>(r: &PacketRecord, chain: &'a [u8]) -> impl Iterator<Item = ExtHeader<'a>> + use<'a> {
-    let (listed, count, first) = (r.ext, r.ext_count as usize, r.ext[0]);
+    let (listed, count) = (r.ext, r.ext_count as usize);
+    // Where the next header starts in `chain`, and its type (from the one
+    // before it), while the bytes are known.
     let mut at = Some(0usize);
-    let mut kind = Some(first);
+    let mut kind = None;
     (0..count).map_while(move |i| {
         let k = if i < MAX_EXT { listed[i] } else { kind? };
         let here = at.filter(|&a| a < chain.len());
