@@ -45,7 +45,8 @@ pub const WAKE_EVERY_BATCH_NS: u64 = 100_000_000;
 /// Words in the port bitmap: one bit for each of the 65536 ports.
 pub const PORT_WORDS: usize = 1024;
 
-/// The set of traced ports, as a bitmap (8 KiB; one array-map entry).
+/// The set of traced ports, as a bitmap (8 KiB; one array-map entry),
+/// indexed by the ports' byte-swapped values (see [`PortBitmap::contains_wire`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortBitmap {
@@ -60,13 +61,23 @@ impl PortBitmap {
     }
 
     pub fn insert(&mut self, port: u16) {
-        self.words[(port >> 6) as usize] |= 1 << (port & 63);
+        let b = port.swap_bytes();
+        self.words[(b >> 6) as usize] |= 1 << (b & 63);
     }
 
     #[inline(always)]
     pub fn contains(&self, port: u16) -> bool {
-        let i = ((port >> 6) as usize) & (PORT_WORDS - 1);
-        self.words[i] & (1 << (port & 63)) != 0
+        self.contains_wire(port.swap_bytes())
+    }
+
+    /// Whether the port whose two bytes on the wire, read little-endian, are
+    /// `wire` is in the set. A port's bit is its byte-swapped value, so that
+    /// the kernel tests a port as it loads it: one 16-bit load, no byte swap
+    /// (see [`Headers::sport_wire`]).
+    #[inline(always)]
+    pub fn contains_wire(&self, wire: u16) -> bool {
+        let i = ((wire >> 6) as usize) & (PORT_WORDS - 1);
+        self.words[i] & (1 << (wire & 63)) != 0
     }
 }
 
@@ -209,7 +220,7 @@ pub fn matches_endpoints(h: &Headers, cfg: &FilterConfig, ports: Option<&PortBit
             return false;
         }
         match ports {
-            Some(p) if p.contains(h.sport) || p.contains(h.dport) => {}
+            Some(p) if p.contains_wire(h.sport_wire) || p.contains_wire(h.dport_wire) => {}
             _ => return false,
         }
     }

@@ -457,15 +457,19 @@ fn done_on_fast_path<L: Fn() -> u32>(linear: &LinearFrame<L>) -> bool {
         return false;
     }
     let cfg = filter();
-    let Some(stats) = stats() else { return false };
+    if let Ok(h) = &parsed
+        // With --host/--net, the full path checks the addresses.
+        && matches_endpoints(h, cfg, Some(ports()))
+        && (cfg.use_hosts != 0 || cfg.track_states != 0 || matches_flags(h, cfg))
+    {
+        return false;
+    }
+    // Looked up once the frame is known to end here: a call (even one the
+    // verifier inlines) in the middle of the decision made LLVM keep the
+    // ports and the context in stack slots across it.
+    let Some(stats) = stats() else { return true };
     match parsed {
-        Ok(h) => {
-            // With --host/--net, the full path checks the addresses.
-            if matches_endpoints(&h, cfg, Some(ports()))
-                && (cfg.use_hosts != 0 || cfg.track_states != 0 || matches_flags(&h, cfg))
-            {
-                return false;
-            }
+        Ok(_) => {
             bump(stats, counter::FRAMES);
             bump(stats, counter::TCP);
         }
@@ -873,13 +877,14 @@ pub fn tcptrace_xdp(ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn tc(ctx: &TcContext, direction: Direction) -> i32 {
     let skb = ctx.skb.skb;
-    let len = unsafe { (*skb).len };
-    let linear = LinearFrame::new(ctx.data(), ctx.data_end(), || len);
+    // Read where it is used: the fast path never needs it.
+    let len = || unsafe { (*skb).len };
+    let linear = LinearFrame::new(ctx.data(), ctx.data_end(), len);
     if done_on_fast_path(&linear) {
         return TC_ACT_UNSPEC;
     }
     let ifindex = unsafe { (*skb).ifindex };
-    let back = || SkbFrame { skb, len };
+    let back = || SkbFrame::of(skb);
     match linear_headers(&linear) {
         Some(parsed) => trace_full(&Direct { linear: &linear, back }, Some(parsed), ifindex, direction),
         None => trace_full(&back(), None, ifindex, direction),
