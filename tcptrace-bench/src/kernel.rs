@@ -13,7 +13,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use aya::programs::{SchedClassifier, Xdp};
 use tcptrace::loader::{Sizes, TC_INGRESS_PROG, Tracer, XDP_PROG};
-use tcptrace_common::{FilterConfig, PortBitmap, record::flags};
+use tcptrace_common::{FilterConfig, PortSet, record::flags};
 
 use crate::{bpf, frames, util::median};
 
@@ -29,14 +29,9 @@ pub struct Row {
     pub target: Option<f64>,
 }
 
-fn filter(track_states: bool) -> (FilterConfig, PortBitmap) {
-    let mut ports = PortBitmap::empty();
-    // 8080, and the port whose bit 8080 had before the bitmap was indexed
-    // by byte-swapped ports: a set the same in both layouts, so that `--ab`
-    // still compares with objects built before that. No frame of the bench
-    // uses that port (36895).
+fn filter(track_states: bool) -> (FilterConfig, PortSet) {
+    let mut ports = PortSet::empty();
     ports.insert(8080);
-    ports.insert(8080u16.swap_bytes());
     let cfg = FilterConfig {
         flag_mask: flags::SYN | flags::FIN | flags::RST,
         use_ports: 1,
@@ -105,7 +100,7 @@ impl Loaded {
         Self::with_filter(tcptrace::ebpf::OBJECT, (cfg, ports))
     }
 
-    fn with_filter(object: &[u8], (cfg, ports): (FilterConfig, PortBitmap)) -> Result<Self> {
+    fn with_filter(object: &[u8], (cfg, ports): (FilterConfig, PortSet)) -> Result<Self> {
         // tcptrace's default size: the consumer keeps up (a run in which it
         // did not is measured again).
         let sizes = Sizes { ring_buffer: RING_BYTES, conn_table: 65536 };

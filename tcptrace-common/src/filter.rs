@@ -11,7 +11,7 @@ pub struct FilterConfig {
     pub flag_mask: u16,
     /// 0 for both families, else 4 or 6.
     pub family: u8,
-    /// 1 when [`PortBitmap`] lists the ports to trace; 0 traces every port.
+    /// 1 when [`PortSet`] lists the ports to trace; 0 traces every port.
     pub use_ports: u8,
     /// 1 to send state-only records for state-relevant segments the flag
     /// filter hides (see [`crate::conn`]).
@@ -45,43 +45,86 @@ pub const WAKE_EVERY_BATCH_NS: u64 = 100_000_000;
 /// Words in the port bitmap: one bit for each of the 65536 ports.
 pub const PORT_WORDS: usize = 1024;
 
-/// The set of traced ports, as a bitmap (8 KiB; one array-map entry),
-/// indexed by the ports' byte-swapped values (see [`PortBitmap::contains_wire`]).
+/// Most ports compared one by one; a larger set is looked up in the bitmap.
+pub const LISTED_PORTS: usize = 8;
+const _: () = assert!(LISTED_PORTS == 8, "PortSet::contains_either_wire tests 8 slots");
+
+/// [`PortSet::listed_len`] of a set larger than [`LISTED_PORTS`].
+pub const PORTS_IN_BITMAP: u32 = u32::MAX;
+
+/// The set of traced ports (read-only data in the kernel).
+///
+/// Up to [`LISTED_PORTS`] ports are compared one by one, as tcpdump's
+/// compiled filter compares them: the verifier knows how many there are
+/// (read-only data), so a frame costs a load and two compares per port. A
+/// larger set is looked up in the bitmap, one bit per port (a dozen
+/// instructions per port of the frame).
+///
+/// Both hold a port as its two bytes on the wire read little-endian (the
+/// port byte-swapped), so that the kernel tests a port as it loads it: one
+/// 16-bit load, no byte swap (see [`Headers::sport_wire`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PortBitmap {
+pub struct PortSet {
+    /// How many ports `listed` holds, or [`PORTS_IN_BITMAP`].
+    pub listed_len: u32,
+    pub _pad: u32,
+    pub listed: [u16; LISTED_PORTS],
+    /// Every port of the set, at bit `port.swap_bytes()`.
     pub words: [u64; PORT_WORDS],
 }
 
-const _: () = assert!(core::mem::size_of::<PortBitmap>() == 8192);
+const _: () = assert!(core::mem::size_of::<PortSet>() == 8 + 2 * LISTED_PORTS + 8192);
 
-impl PortBitmap {
+impl PortSet {
     pub const fn empty() -> Self {
-        Self { words: [0; PORT_WORDS] }
+        Self { listed_len: 0, _pad: 0, listed: [0; LISTED_PORTS], words: [0; PORT_WORDS] }
     }
 
     pub fn insert(&mut self, port: u16) {
-        let b = port.swap_bytes();
-        self.words[(b >> 6) as usize] |= 1 << (b & 63);
+        if self.contains(port) {
+            return;
+        }
+        let wire = port.swap_bytes();
+        self.words[(wire >> 6) as usize] |= 1 << (wire & 63);
+        match self.listed.get_mut(self.listed_len as usize) {
+            Some(slot) => {
+                *slot = wire;
+                self.listed_len += 1;
+            }
+            None => self.listed_len = PORTS_IN_BITMAP,
+        }
     }
 
-    #[inline(always)]
     pub fn contains(&self, port: u16) -> bool {
-        self.contains_wire(port.swap_bytes())
+        let wire = port.swap_bytes();
+        self.contains_either_wire(wire as u64, wire as u64)
     }
 
-    /// Whether the port whose two bytes on the wire, read little-endian, are
-    /// `wire` is in the set. A port's bit is its byte-swapped value, so that
-    /// the kernel tests a port as it loads it: one 16-bit load, no byte swap
-    /// (see [`Headers::sport_wire`]).
+    /// Whether the port of either `a` or `b` is in the set, each given as
+    /// its two bytes on the wire read little-endian (see
+    /// [`Headers::sport_wire`]).
     #[inline(always)]
-    pub fn contains_wire(&self, wire: u16) -> bool {
+    pub fn contains_either_wire(&self, a: u64, b: u64) -> bool {
+        let n = self.listed_len;
+        if n == PORTS_IN_BITMAP {
+            return self.bit(a) || self.bit(b);
+        }
+        // Written out: LLVM keeps a loop here a loop, where the verifier,
+        // which knows `n`, drops every test of it from the code it runs.
+        let l = &self.listed;
+        let at = |i: usize| n > i as u32 && (a == l[i] as u64 || b == l[i] as u64);
+        at(0) || at(1) || at(2) || at(3) || at(4) || at(5) || at(6) || at(7)
+    }
+
+    #[inline(always)]
+    fn bit(&self, wire: u64) -> bool {
         let i = ((wire >> 6) as usize) & (PORT_WORDS - 1);
         self.words[i] & (1 << (wire & 63)) != 0
     }
 }
 
-impl Default for PortBitmap {
+impl Default for PortSet {
     fn default() -> Self {
         Self::empty()
     }
@@ -205,13 +248,13 @@ pub fn matches_hosts<F: Frame>(f: &F, h: &Headers, hosts: &HostSet) -> bool {
 /// `cfg.use_ports` is set; a frame cut before its ports (or flags) then cannot
 /// match.
 #[inline(always)]
-pub fn matches(h: &Headers, cfg: &FilterConfig, ports: Option<&PortBitmap>) -> bool {
+pub fn matches(h: &Headers, cfg: &FilterConfig, ports: Option<&PortSet>) -> bool {
     matches_endpoints(h, cfg, ports) && matches_flags(h, cfg)
 }
 
 /// The family and port part of [`matches`].
 #[inline(always)]
-pub fn matches_endpoints(h: &Headers, cfg: &FilterConfig, ports: Option<&PortBitmap>) -> bool {
+pub fn matches_endpoints(h: &Headers, cfg: &FilterConfig, ports: Option<&PortSet>) -> bool {
     if cfg.family != 0 && cfg.family != h.family {
         return false;
     }
@@ -220,7 +263,7 @@ pub fn matches_endpoints(h: &Headers, cfg: &FilterConfig, ports: Option<&PortBit
             return false;
         }
         match ports {
-            Some(p) if p.contains_wire(h.sport_wire) || p.contains_wire(h.dport_wire) => {}
+            Some(p) if p.contains_either_wire(h.sport_wire, h.dport_wire) => {}
             _ => return false,
         }
     }
@@ -236,7 +279,7 @@ pub fn matches_flags(h: &Headers, cfg: &FilterConfig) -> bool {
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for FilterConfig {}
 #[cfg(feature = "user")]
-unsafe impl aya::Pod for PortBitmap {}
+unsafe impl aya::Pod for PortSet {}
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for HostSet {}
 
@@ -249,6 +292,54 @@ mod tests {
         let mut b = [0u8; 16];
         b[..4].copy_from_slice(&a);
         b
+    }
+
+    /// Up to eight ports are listed, more go to the bitmap alone; either
+    /// way the set holds exactly the ports inserted (checked against a
+    /// plain list on random sets of 0 to 20 ports, every port queried).
+    #[test]
+    fn port_sets_listed_and_in_the_bitmap() {
+        let mut s = PortSet::empty();
+        for p in [80, 443, 80] {
+            s.insert(p);
+        }
+        assert_eq!((s.listed_len, &s.listed[..2]), (2, &[80u16.swap_bytes(), 443u16.swap_bytes()][..]));
+        assert!(s.contains(80) && s.contains(443) && !s.contains(8080) && !s.contains(0));
+        let wire = |p: u16| u64::from(p.swap_bytes());
+        assert!(s.contains_either_wire(wire(8080), wire(443)));
+        assert!(!s.contains_either_wire(wire(8080), wire(8443)));
+        for p in 1..=6 {
+            s.insert(p);
+        }
+        assert_eq!(s.listed_len, 8);
+        s.insert(9);
+        assert_eq!(s.listed_len, PORTS_IN_BITMAP);
+        assert!([80, 443, 1, 6, 9].iter().all(|&p| s.contains(p)) && !s.contains(7) && !s.contains(8080));
+
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..120 {
+            let n = (next() % 21) as usize;
+            // Small ports sometimes, so that sets share ports and repeat them.
+            let ports: [u16; 20] =
+                core::array::from_fn(|_| if round % 2 == 0 { (next() % 16) as u16 } else { next() as u16 });
+            let ports = &ports[..n];
+            let mut s = PortSet::empty();
+            for &p in ports {
+                s.insert(p);
+            }
+            let distinct = (0..n).filter(|&i| !ports[..i].contains(&ports[i])).count();
+            let want_len = if distinct > LISTED_PORTS { PORTS_IN_BITMAP } else { distinct as u32 };
+            assert_eq!(s.listed_len, want_len, "{ports:?}");
+            for q in 0..=u16::MAX {
+                assert_eq!(s.contains(q), ports.contains(&q), "port {q} in {ports:?}");
+            }
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ pub mod record;
 #[cfg(feature = "user")]
 pub mod decode;
 
-pub use filter::{FilterConfig, PortBitmap};
+pub use filter::{FilterConfig, PortSet};
 pub use parse::{
     Frame, Headers, LinkType, Skip, SliceFrame, fill_ext, fill_record, parse_frame, parse_frame_ext, parse_headers,
     routed_destination,

@@ -140,10 +140,12 @@ pub struct Headers {
     pub tcp_fixed: u8,
     /// The source and destination ports' two bytes as on the wire, read
     /// little-endian (the ports byte-swapped): the filter tests them as
-    /// loaded (see [`crate::PortBitmap::contains_wire`]); [`Headers::sport`]
-    /// and [`Headers::dport`] give the ports.
-    pub sport_wire: u16,
-    pub dport_wire: u16,
+    /// loaded (see [`crate::PortSet::contains_either_wire`]); [`Headers::sport`]
+    /// and [`Headers::dport`] give the ports. Held in 64 bits, the width of
+    /// a BPF register: as `u16`s the kernel cleared their upper bits again
+    /// before each compare (and, short of registers, kept one on the stack).
+    pub sport_wire: u64,
+    pub dport_wire: u64,
     /// TCP flags byte plus AE (0x100); 0 when the fixed header was cut.
     pub tcp_flags: u16,
     /// Sequence and acknowledgment numbers and the data offset in bytes
@@ -262,8 +264,8 @@ fn plain_ipv4<F: Frame>(f: &F) -> Option<Headers> {
         l4_off: 20,
         family: 4,
         tcp_fixed: 20,
-        sport_wire: le16_at(&b, t),
-        dport_wire: le16_at(&b, t + 2),
+        sport_wire: le16_at(&b, t) as u64,
+        dport_wire: le16_at(&b, t + 2) as u64,
         tcp_flags: be16_at(&b, t + 12) & 0x1ff,
         seq: u32::from_be_bytes([b[t + 4], b[t + 5], b[t + 6], b[t + 7]]),
         ack: u32::from_be_bytes([b[t + 8], b[t + 9], b[t + 10], b[t + 11]]),
@@ -354,16 +356,16 @@ fn walk<F: Frame>(f: &F, link_type: LinkType) -> Result<Headers, Skip> {
     let l4 = l3 + h.l4_off;
     if let Some(t) = f.load::<20>(l4) {
         h.tcp_fixed = 20;
-        h.sport_wire = u16::from_le_bytes([t[0], t[1]]);
-        h.dport_wire = u16::from_le_bytes([t[2], t[3]]);
+        h.sport_wire = u16::from_le_bytes([t[0], t[1]]) as u64;
+        h.dport_wire = u16::from_le_bytes([t[2], t[3]]) as u64;
         h.tcp_flags = t[13] as u16 | (((t[12] & 0x01) as u16) << 8);
         h.seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
         h.ack = u32::from_be_bytes([t[8], t[9], t[10], t[11]]);
         h.data_off = (t[12] >> 4) * 4;
     } else if let Some(p) = f.load::<4>(l4) {
         h.tcp_fixed = 4;
-        h.sport_wire = u16::from_le_bytes([p[0], p[1]]);
-        h.dport_wire = u16::from_le_bytes([p[2], p[3]]);
+        h.sport_wire = u16::from_le_bytes([p[0], p[1]]) as u64;
+        h.dport_wire = u16::from_le_bytes([p[2], p[3]]) as u64;
     }
     Ok(h)
 }
@@ -372,13 +374,13 @@ impl Headers {
     /// The source port.
     #[inline(always)]
     pub fn sport(&self) -> u16 {
-        self.sport_wire.swap_bytes()
+        (self.sport_wire as u16).swap_bytes()
     }
 
     /// The destination port.
     #[inline(always)]
     pub fn dport(&self) -> u16 {
-        self.dport_wire.swap_bytes()
+        (self.dport_wire as u16).swap_bytes()
     }
 
     /// What the connection logic needs of this segment.

@@ -18,7 +18,7 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use tcptrace_common::{
-    FilterConfig, Frame, LinkType, PacketRecord, PortBitmap, RecordKind, Skip,
+    FilterConfig, Frame, LinkType, PacketRecord, PortSet, RecordKind, Skip,
     conn::{self, ConnKey, ConnState, Step},
     filter::{HostSet, matches_endpoints, matches_flags, matches_hosts},
     parse::{Headers, conn_key, fill_ext, fill_record, parse_headers},
@@ -46,7 +46,7 @@ static FILTER: FilterConfig = FilterConfig {
 
 /// The traced ports, when `FILTER.use_ports` is set (read-only data too).
 #[unsafe(no_mangle)]
-static PORT_SET: PortBitmap = PortBitmap::empty();
+static PORT_SET: PortSet = PortSet::empty();
 
 /// `r`, through a pointer LLVM cannot see the origin of: it must read the
 /// static's bytes as the loader wrote them, not its initialiser above, and
@@ -71,7 +71,7 @@ static HOST_SET: HostSet = HostSet::empty();
 
 /// The traced ports as the loader wrote them.
 #[inline(always)]
-fn ports() -> &'static PortBitmap {
+fn ports() -> &'static PortSet {
     loader_written(&PORT_SET)
 }
 

@@ -2,14 +2,14 @@
 //! programs (and the capture-file path) apply it.
 
 use tcptrace_common::filter::{
-    FilterConfig, HostSet, MAX_HOSTS, PortBitmap, WAKE_EVERY_BATCH_NS, WAKE_EVERY_INTERACTIVE_NS,
+    FilterConfig, HostSet, MAX_HOSTS, PortSet, WAKE_EVERY_BATCH_NS, WAKE_EVERY_INTERACTIVE_NS,
 };
 
 use crate::cli::Args;
 
-/// `--port`, `--flags` and `--family` as a [`FilterConfig`] and [`PortBitmap`].
-pub fn filter_from_args(args: &Args) -> (FilterConfig, PortBitmap) {
-    let mut ports = PortBitmap::empty();
+/// `--port`, `--flags` and `--family` as a [`FilterConfig`] and [`PortSet`].
+pub fn filter_from_args(args: &Args) -> (FilterConfig, PortSet) {
+    let mut ports = PortSet::empty();
     for &p in &args.port {
         ports.insert(p);
     }

@@ -7,7 +7,7 @@ use aya::{
     programs::{ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode, links::LinkError},
 };
 use tcptrace_common::{
-    FilterConfig, PortBitmap,
+    FilterConfig, PortSet,
     filter::HostSet,
     record::{MALFORMED_KINDS, Stats, counter},
 };
@@ -137,7 +137,7 @@ impl Tracer {
     /// second per program, so the XDP program is only loaded when XDP is
     /// attached.
     /// Nothing is attached yet.
-    pub fn load(object: &[u8], filter: &FilterConfig, ports: &PortBitmap, sizes: Sizes) -> Result<Self, LoadError> {
+    pub fn load(object: &[u8], filter: &FilterConfig, ports: &PortSet, sizes: Sizes) -> Result<Self, LoadError> {
         Self::load_with_hosts(object, filter, ports, &HostSet::empty(), sizes)
     }
 
@@ -146,7 +146,7 @@ impl Tracer {
     pub fn load_with_hosts(
         object: &[u8],
         filter: &FilterConfig,
-        ports: &PortBitmap,
+        ports: &PortSet,
         hosts: &HostSet,
         sizes: Sizes,
     ) -> Result<Self, LoadError> {

@@ -11,7 +11,7 @@ use aya::{
 use support::frames::{self, Rng, Tcp};
 use tcptrace::loader::{Counters, Sizes, TC_EGRESS_PROG, TC_INGRESS_PROG, Tracer, XDP_PROG};
 use tcptrace_common::{
-    FilterConfig, LinkType, PacketRecord, PortBitmap, RecordKind, Skip, SliceFrame,
+    FilterConfig, LinkType, PacketRecord, PortSet, RecordKind, Skip, SliceFrame,
     decode::decode_entry,
     filter::HostSet,
     parse_frame, parse_frame_ext,
@@ -32,13 +32,13 @@ impl Harness {
     }
 
     fn with_hosts(filter: FilterConfig, ports: &[u16], hosts: &HostSet) -> Self {
-        let mut bitmap = PortBitmap::empty();
+        let mut port_set = PortSet::empty();
         for &p in ports {
-            bitmap.insert(p);
+            port_set.insert(p);
         }
         let filter = FilterConfig { use_ports: !ports.is_empty() as u8, ..filter };
         let sizes = Sizes { ring_buffer: 1 << 20, conn_table: 1024 };
-        let mut tracer = Tracer::load_with_hosts(tcptrace::ebpf::OBJECT, &filter, &bitmap, hosts, sizes)
+        let mut tracer = Tracer::load_with_hosts(tcptrace::ebpf::OBJECT, &filter, &port_set, hosts, sizes)
             .expect("kernel programs load and pass the verifier");
         let events = tracer.take_events().unwrap();
         Self { tracer, events }
@@ -185,8 +185,15 @@ fn record_fields_of_a_syn() {
 #[ignore = "needs root"]
 fn filter_on_ports_and_flags() {
     assert!(is_root(), "run as root (cargo xtask test does)");
+    // Two ports are compared one by one, ten are looked up in the bitmap.
+    for ports in [&[8080, 443][..], &[8080, 443, 10, 11, 12, 13, 14, 15, 16, 17][..]] {
+        filter_on_ports_and_flags_with(ports);
+    }
+}
+
+fn filter_on_ports_and_flags_with(ports: &[u16]) {
     let syn_fin_rst = FilterConfig { flag_mask: flags::SYN | flags::FIN | flags::RST, ..Default::default() };
-    let mut h = Harness::new(syn_fin_rst, &[8080, 443]);
+    let mut h = Harness::new(syn_fin_rst, ports);
     let cases = [
         (Tcp { flags: flags::SYN, ..Tcp::default() }, true),
         (Tcp { flags: flags::ACK, ..Tcp::default() }, false),
@@ -437,7 +444,7 @@ fn every_program_loads_under_every_filter_shape() {
     assert!(is_root(), "run as root (cargo xtask test does)");
     let syn = frames::tcp4(&Tcp { flags: SYN, dport: 8080, options: frames::syn_options(), ..Default::default() });
     for flag_mask in [0, SYN | FIN | RST] {
-        for ports in [&[][..], &[8080][..]] {
+        for ports in [&[][..], &[8080][..], &[8080, 1, 2, 3, 4, 5, 6, 7, 8][..]] {
             for track_states in [0, 1] {
                 for family in [0, 6] {
                     let cfg = FilterConfig { flag_mask, track_states, family, ..Default::default() };
