@@ -26,6 +26,9 @@ pub struct Row {
     pub case: &'static str,
     pub empty_ns: f64,
     pub ns: f64,
+    /// The median over the rounds of the case's time less that of the empty
+    /// program's run just before it.
+    pub extra_ns: f64,
     pub target: Option<f64>,
 }
 
@@ -224,6 +227,7 @@ pub fn run(rounds: usize, repeat: u32) -> Result<(Vec<Row>, String)> {
         let empty = if xdp { empty_xdp.as_fd() } else { empty_tc.as_fd() };
         let mut empty_all = Vec::new();
         let mut per_case: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+        let mut extra: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
         // Rounds interleave the reference and the cases, so that noise from
         // other work on the machine falls on all of them alike.
         for _ in 0..rounds {
@@ -249,6 +253,7 @@ pub fn run(rounds: usize, repeat: u32) -> Result<(Vec<Row>, String)> {
                         }
                         check_verdict(xdp, rv)?;
                         per_case[i].push(ns as f64);
+                        extra[i].push(ns as f64 - empty_all[empty_all.len() - 1]);
                         continue;
                     }
                 };
@@ -273,11 +278,13 @@ pub fn run(rounds: usize, repeat: u32) -> Result<(Vec<Row>, String)> {
                     std::thread::sleep(std::time::Duration::from_millis(300));
                 };
                 per_case[i].push(ns as f64);
+                extra[i].push(ns as f64 - empty_all[empty_all.len() - 1]);
             }
         }
         let e = median(&empty_all);
         for (i, (case, _, _, target)) in cases.iter().enumerate() {
-            rows.push(Row { hook, case, empty_ns: e, ns: median(&per_case[i]), target: *target });
+            let (ns, extra_ns) = (median(&per_case[i]), median(&extra[i]));
+            rows.push(Row { hook, case, empty_ns: e, ns, extra_ns, target: *target });
         }
     }
     let c = plain.tracer.counters()?;
