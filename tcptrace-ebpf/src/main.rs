@@ -29,11 +29,37 @@ use tcptrace_common::{
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
 
-/// The filter, written by the loader into the object's read-only data
-/// before the programs are loaded. No map lookup reads it, and the verifier
-/// knows its values: the branches they rule out cost nothing at run time.
+/// A value the loader writes into the object before loading it (aya's
+/// `override_global`), in a `.rodata.*` section: aya loads that as a frozen
+/// read-only map, so no map lookup reads it and the verifier knows its
+/// values (the branches they rule out cost nothing at run time). Behind an
+/// `UnsafeCell`, LLVM takes it for memory that may hold other bytes than
+/// the initialiser's and reads it, only the fields a path uses; a plain
+/// `static` it would fold into its initialiser. (The programs never write
+/// it; the verifier would refuse.)
+#[repr(transparent)]
+struct LoaderWritten<T>(core::cell::UnsafeCell<T>);
+
+// SAFETY: read-only for the programs (see above).
+unsafe impl<T> Sync for LoaderWritten<T> {}
+
+impl<T> LoaderWritten<T> {
+    const fn new(value: T) -> Self {
+        Self(core::cell::UnsafeCell::new(value))
+    }
+
+    /// The value as the loader wrote it.
+    #[inline(always)]
+    fn get(&'static self) -> &'static T {
+        // SAFETY: never written once loaded.
+        unsafe { &*self.0.get() }
+    }
+}
+
+/// The filter.
 #[unsafe(no_mangle)]
-static FILTER: FilterConfig = FilterConfig {
+#[unsafe(link_section = ".rodata.filter")]
+static FILTER: LoaderWritten<FilterConfig> = LoaderWritten::new(FilterConfig {
     flag_mask: 0,
     family: 0,
     use_ports: 0,
@@ -42,37 +68,28 @@ static FILTER: FilterConfig = FilterConfig {
     _pad: [0; 2],
     wake_every_ns: 0,
     wake_bytes: 0,
-};
+});
 
-/// The traced ports, when `FILTER.use_ports` is set (read-only data too).
+/// The traced ports, when `FILTER.use_ports` is set.
 #[unsafe(no_mangle)]
-static PORT_SET: PortSet = PortSet::empty();
+#[unsafe(link_section = ".rodata.filter")]
+static PORT_SET: LoaderWritten<PortSet> = LoaderWritten::new(PortSet::empty());
 
-/// `r`, through a pointer LLVM cannot see the origin of: it must read the
-/// static's bytes as the loader wrote them, not its initialiser above, and
-/// only the fields it uses.
-#[inline(always)]
-fn loader_written<T>(r: &'static T) -> &'static T {
-    let p: *const T = r;
-    // SAFETY: reading a local; the pointer is to a static.
-    unsafe { &*core::ptr::read_volatile(&p) }
-}
+/// The traced addresses and networks, when `FILTER.use_hosts` is set.
+#[unsafe(no_mangle)]
+#[unsafe(link_section = ".rodata.filter")]
+static HOST_SET: LoaderWritten<HostSet> = LoaderWritten::new(HostSet::empty());
 
 /// The filter as the loader wrote it.
 #[inline(always)]
 fn filter() -> &'static FilterConfig {
-    loader_written(&FILTER)
+    FILTER.get()
 }
-
-/// The traced addresses and networks, when `FILTER.use_hosts` is set
-/// (read-only data too).
-#[unsafe(no_mangle)]
-static HOST_SET: HostSet = HostSet::empty();
 
 /// The traced ports as the loader wrote them.
 #[inline(always)]
 fn ports() -> &'static PortSet {
-    loader_written(&PORT_SET)
+    PORT_SET.get()
 }
 
 /// What the kernel remembers of each connection on the traced ports, to send
@@ -668,7 +685,7 @@ pub extern "C" fn tcptrace_hosts_xdp(ctx: *mut xdp_md, h: *const Headers) -> boo
 /// The traced addresses as the loader wrote them.
 #[inline(always)]
 fn hosts() -> &'static HostSet {
-    loader_written(&HOST_SET)
+    HOST_SET.get()
 }
 
 // [`track`] as global functions: the verifier checks a global function once,
