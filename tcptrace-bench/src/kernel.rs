@@ -232,14 +232,10 @@ pub fn run(rounds: usize, repeat: u32) -> Result<(Vec<Row>, String)> {
         // other work on the machine falls on all of them alike.
         for _ in 0..rounds {
             for (i, (_, frame, st, _)) in cases.iter().enumerate() {
-                let (rv, ns) = bpf::test_run(empty, frame, repeat)?;
+                let (rv, empty_ns) = bpf::test_run(empty, frame, repeat)?;
                 check_verdict(xdp, rv)?;
-                empty_all.push(ns as f64);
-                let l = match st {
-                    Which::Plain => &mut plain,
-                    Which::States => &mut states,
-                    Which::Alone => &mut alone,
-                    Which::Batch => &mut batch,
+                empty_all.push(empty_ns as f64);
+                let ns = match st {
                     Which::SkipFloor | Which::Floor => {
                         let fd = match (st, xdp) {
                             (Which::SkipFloor, true) => skip_xdp.as_fd(),
@@ -252,33 +248,40 @@ pub fn run(rounds: usize, repeat: u32) -> Result<(Vec<Row>, String)> {
                             floor_read += floor.drain();
                         }
                         check_verdict(xdp, rv)?;
-                        per_case[i].push(ns as f64);
-                        extra[i].push(ns as f64 - empty_all[empty_all.len() - 1]);
-                        continue;
+                        ns
                     }
-                };
-                // A run in which the reader fell behind (another process
-                // had its CPU) and records took the cheaper "full" path
-                // measures something else: it is run again.
-                let mut tries = 0;
-                let ns = loop {
-                    let full_before = l.tracer.counters()?.ringbuf_full;
-                    let (rv, ns) = bpf::test_run(l.fd(xdp)?, frame, repeat)?;
-                    l.drain();
-                    check_verdict(xdp, rv)?;
-                    if l.tracer.counters()?.ringbuf_full == full_before {
-                        break ns;
+                    Which::Plain | Which::States | Which::Alone | Which::Batch => {
+                        let l = match st {
+                            Which::Plain => &mut plain,
+                            Which::States => &mut states,
+                            Which::Alone => &mut alone,
+                            _ => &mut batch,
+                        };
+                        // A run in which the reader fell behind (another
+                        // process had its CPU) and records took the cheaper
+                        // "full" path measures something else: it is run
+                        // again.
+                        let mut tries = 0;
+                        loop {
+                            let full_before = l.tracer.counters()?.ringbuf_full;
+                            let (rv, ns) = bpf::test_run(l.fd(xdp)?, frame, repeat)?;
+                            l.drain();
+                            check_verdict(xdp, rv)?;
+                            if l.tracer.counters()?.ringbuf_full == full_before {
+                                break ns;
+                            }
+                            tries += 1;
+                            rerun += 1;
+                            if tries == 5 {
+                                bail!("the ring buffer filled in 5 runs in a row of {hook} {}", cases[i].0);
+                            }
+                            // Let the reader empty it.
+                            std::thread::sleep(std::time::Duration::from_millis(300));
+                        }
                     }
-                    tries += 1;
-                    rerun += 1;
-                    if tries == 5 {
-                        bail!("the ring buffer filled in 5 runs in a row of {hook} {}", cases[i].0);
-                    }
-                    // Let the reader empty it.
-                    std::thread::sleep(std::time::Duration::from_millis(300));
                 };
                 per_case[i].push(ns as f64);
-                extra[i].push(ns as f64 - empty_all[empty_all.len() - 1]);
+                extra[i].push(ns as f64 - empty_ns as f64);
             }
         }
         let e = median(&empty_all);
