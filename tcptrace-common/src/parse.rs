@@ -356,16 +356,16 @@ fn walk<F: Frame>(f: &F, link_type: LinkType) -> Result<Headers, Skip> {
     let l4 = l3 + h.l4_off;
     if let Some(t) = f.load::<20>(l4) {
         h.tcp_fixed = 20;
-        h.sport_wire = u16::from_le_bytes([t[0], t[1]]) as u64;
-        h.dport_wire = u16::from_le_bytes([t[2], t[3]]) as u64;
-        h.tcp_flags = t[13] as u16 | (((t[12] & 0x01) as u16) << 8);
+        h.sport_wire = le16_at(&t, 0) as u64;
+        h.dport_wire = le16_at(&t, 2) as u64;
+        h.tcp_flags = be16_at(&t, 12) & 0x1ff;
         h.seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
         h.ack = u32::from_be_bytes([t[8], t[9], t[10], t[11]]);
         h.data_off = (t[12] >> 4) * 4;
     } else if let Some(p) = f.load::<4>(l4) {
         h.tcp_fixed = 4;
-        h.sport_wire = u16::from_le_bytes([p[0], p[1]]) as u64;
-        h.dport_wire = u16::from_le_bytes([p[2], p[3]]) as u64;
+        h.sport_wire = le16_at(&p, 0) as u64;
+        h.dport_wire = le16_at(&p, 2) as u64;
     }
     Ok(h)
 }
